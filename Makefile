@@ -1,0 +1,39 @@
+# Tagline — the commands. `make help` lists them.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell deploy/local/ensure-uv)
+INFRA := python3 deploy/local/infra.py
+
+.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+sync:  ## install the workspace (uv, locked versions)
+	$(UV) sync --locked
+
+lint: sync  ## ruff format --check, ruff check, mypy --strict
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+	$(UV) run mypy
+
+test: sync  ## THE test command: lint + every test against real Kafka and FerretDB (started and stopped here)
+	deploy/local/run-tests
+
+test-fast: sync  ## pytest only, against servers already started with `make infra-up`
+	$(UV) run pytest
+
+run: sync  ## run the stack in the foreground: Kafka, FerretDB and every service; Ctrl-C stops all
+	$(UV) run python deploy/local/stack.py
+
+infra-up:  ## start Kafka + FerretDB on loopback (idempotent); addresses in .local/infra/infra.env
+	$(INFRA) up
+
+infra-down:  ## stop them
+	$(INFRA) down
+
+infra-status:
+	$(INFRA) status
+
+bench: sync  ## benchmarks (not part of `make test`); prints figures
+	deploy/local/run-bench

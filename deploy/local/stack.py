@@ -1,0 +1,103 @@
+"""Run the whole stack in the foreground: Kafka + FerretDB, then every service; Ctrl-C stops everything.
+
+    make run            (= uv run python deploy/local/stack.py)
+
+Services read the servers' addresses from ``.local/infra/infra.env``. Without channel secrets in the
+environment, ingest uses the development channel in ``deploy/local/dev-channels.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = [sys.executable, str(ROOT / "deploy" / "local" / "infra.py")]
+ENV_FILE = ROOT / ".local" / "infra" / "infra.env"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+SERVICES = (
+    Service(
+        "ingest",
+        "tagline_ingest",
+        {
+            "TAGLINE_INGEST_HOST": "127.0.0.1",
+            "TAGLINE_INGEST_PORT": "8080",
+            "TAGLINE_INGEST_CHANNEL_SECRETS_FILE": str(ROOT / "deploy" / "local" / "dev-channels.json"),
+        },
+    ),
+)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.partition("=") for line in path.read_text(encoding="utf-8").splitlines())
+    return {key.strip(): value.strip() for key, sep, value in pairs if sep}
+
+
+def pump(name: str, stream: object) -> None:
+    for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+        sys.stdout.write(f"{name:>8} | {line}")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    subprocess.run([*INFRA, "up"], check=True)
+    base_env = {**os.environ, **read_env(ENV_FILE)}
+    procs: list[tuple[Service, subprocess.Popen[str]]] = []
+    for service in SERVICES:
+        env = {**service.env, **base_env}  # the caller's environment wins over the defaults above
+        proc = subprocess.Popen(
+            [sys.executable, "-m", service.module],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=pump, args=(service.name, proc.stdout), daemon=True).start()
+        procs.append((service, proc))
+        print(f"started {service.name} (pid {proc.pid})", flush=True)
+    print("stack running; Ctrl-C stops everything", flush=True)
+
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    while not stopping.is_set():
+        for service, proc in procs:
+            if proc.poll() is not None:
+                print(f"{service.name} exited with {proc.returncode}; stopping the stack", flush=True)
+                code = 1
+                stopping.set()
+        time.sleep(0.2)
+    for _service, proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for _service, proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    subprocess.run([*INFRA, "down"], check=False)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

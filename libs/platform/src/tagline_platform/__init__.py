@@ -1,0 +1,1 @@
+"""Tagline platform library."""

@@ -1,0 +1,45 @@
+"""Settings shared by every service (pydantic-settings).
+
+Infrastructure addresses use the same unprefixed variable names everywhere (local scripts, docker compose,
+tests): ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``. Service-specific settings use the prefix
+``TAGLINE_<SERVICE>_`` (set ``env_prefix`` in the subclass).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAGLINE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="Comma-separated host:port list of Kafka brokers.",
+    )
+    mongodb_url: str = Field(
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices("MONGODB_URL", "mongodb_url"),
+        description="MongoDB (or FerretDB) connection string.",
+    )
+    topic_namespace: str = Field(
+        default="",
+        validation_alias=AliasChoices("TAGLINE_TOPIC_NAMESPACE", "topic_namespace"),
+        description="Prefix for every topic name (tests isolate themselves with it; empty in production).",
+    )
+    topic_partitions: int = Field(
+        default=6,
+        ge=1,
+        validation_alias=AliasChoices("TAGLINE_TOPIC_PARTITIONS", "topic_partitions"),
+        description="Partitions of each topic created at start-up.",
+    )
+    log_level: str = Field(
+        default="INFO",
+        validation_alias=AliasChoices("TAGLINE_LOG_LEVEL", "log_level"),
+    )
+
+    def topic(self, name: str) -> str:
+        """The physical name of a topic from ``tagline_contracts.topics``, with this deployment's namespace."""
+        return f"{self.topic_namespace}{name}"

@@ -1,0 +1,127 @@
+"""Where the tests' Kafka and MongoDB are (DESIGN.md §5).
+
+In order: the environment (``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``); the env file that
+``deploy/local/infra.py up`` writes (``.local/infra/infra.env``); testcontainers when a Docker engine answers;
+otherwise a failure that names the command starting the local servers. Never an in-memory fake.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+START_COMMAND = "make infra-up   (or: python3 deploy/local/infra.py up)"
+
+
+class InfraNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    mongodb_url: str
+    origin: str
+
+
+def repo_root() -> Path | None:
+    """The checkout this library lives in (or the first parent of the cwd that has ``deploy/local``)."""
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "deploy" / "local" / "infra.py").is_file():
+                return candidate
+    return None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def env_file_path() -> Path | None:
+    explicit = os.environ.get("TAGLINE_INFRA_ENV")
+    if explicit:
+        return Path(explicit)
+    root = repo_root()
+    return root / ".local" / "infra" / "infra.env" if root else None
+
+
+def answers(host_port: str, timeout_s: float = 1.0) -> bool:
+    """True when something accepts TCP connections at ``host:port``."""
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def mongo_host_port(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 27017}"
+
+
+def docker_answers() -> bool:
+    """Ask the Docker engine itself (``which docker`` proves nothing: the client may be there alone)."""
+    try:
+        import docker  # noqa: PLC0415 - optional, only when no servers were given
+
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@contextmanager
+def _testcontainers() -> Iterator[Infra]:
+    from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+    from testcontainers.mongodb import MongoDbContainer  # noqa: PLC0415
+
+    with ExitStack() as stack:
+        kafka = stack.enter_context(KafkaContainer("apache/kafka:4.2.0").with_kraft())
+        mongo = stack.enter_context(MongoDbContainer("mongo:7"))
+        yield Infra(kafka.get_bootstrap_server(), mongo.get_connection_url(), "testcontainers")
+
+
+@contextmanager
+def provide_infra() -> Iterator[Infra]:
+    """Yield the servers for a test session; raise :class:`InfraNotFound` with the way out."""
+    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
+    origin = "environment"
+    if not (kafka and mongo):
+        path = env_file_path()
+        if path is not None and path.is_file():
+            values = read_env_file(path)
+            kafka = kafka or values.get("KAFKA_BOOTSTRAP_SERVERS")
+            mongo = mongo or values.get("MONGODB_URL")
+            origin = str(path)
+    if kafka and mongo:
+        first_kafka = kafka.split(",")[0]
+        if not answers(first_kafka) or not answers(mongo_host_port(mongo)):
+            raise InfraNotFound(
+                f"Kafka ({kafka}) or MongoDB ({mongo}) from {origin} does not answer. Start them with: "
+                f"{START_COMMAND}"
+            )
+        yield Infra(kafka, mongo, origin)
+        return
+    if docker_answers():
+        with _testcontainers() as infra:
+            yield infra
+        return
+    raise InfraNotFound(
+        "No Kafka/MongoDB for the tests: KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL are not set, no "
+        f"{env_file_path() or '.local/infra/infra.env'} exists and no Docker engine answers. "
+        f"Start the local servers with: {START_COMMAND}"
+    )

@@ -1,0 +1,1 @@
+"""Tagline ingest service: LINE webhooks in, normalized events onto Kafka."""

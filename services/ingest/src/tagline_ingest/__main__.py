@@ -1,0 +1,36 @@
+"""``python -m tagline_ingest`` (or ``tagline-ingest``): serve the webhook endpoint with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from tagline_platform.logging import configure_logging
+
+from tagline_ingest.app import create_app
+from tagline_ingest.settings import IngestSettings
+
+
+def main() -> None:
+    settings = IngestSettings()
+    configure_logging("ingest", settings.log_level)
+    secrets = settings.load_channel_secrets()
+    if not secrets:
+        logging.getLogger(__name__).warning(
+            "no channel secrets configured: every webhook will get 404 "
+            "(set TAGLINE_INGEST_CHANNEL_SECRETS or TAGLINE_INGEST_CHANNEL_SECRETS_FILE)"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

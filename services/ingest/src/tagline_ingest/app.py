@@ -1,0 +1,46 @@
+"""Composition root: ``create_app(settings)`` wires settings, Kafka and the HTTP API. No I/O at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from tagline_contracts import topics
+from tagline_platform.kafka import create_broker
+
+from tagline_ingest.adapters.kafka import KafkaEventPublisher
+from tagline_ingest.api import build_api, build_router
+from tagline_ingest.metrics import IngestMetrics
+from tagline_ingest.settings import IngestSettings
+
+
+def create_app(settings: IngestSettings) -> FastAPI:
+    secrets = settings.load_channel_secrets()
+    metrics = IngestMetrics()
+    publisher = KafkaEventPublisher(
+        lambda: create_broker(settings, client_id="tagline-ingest"),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=settings.topic(topics.LINE_EVENTS),
+        partitions=settings.topic_partitions,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await publisher.start()
+        try:
+            yield
+        finally:
+            await publisher.stop()
+
+    router = build_router(
+        secrets=secrets,
+        publisher=publisher,
+        metrics=metrics,
+        publish_timeout_s=settings.publish_timeout_s,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app = build_api(router, metrics, lifespan=lifespan)
+    app.state.publisher = publisher
+    app.state.metrics = metrics
+    return app

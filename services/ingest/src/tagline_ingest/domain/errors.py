@@ -1,0 +1,21 @@
+"""Ingest's domain errors."""
+
+from __future__ import annotations
+
+from tagline_platform.errors import TaglineError
+
+
+class IngestError(TaglineError):
+    """Root of ingest's errors."""
+
+
+class BadWebhook(IngestError):
+    """The body is not JSON or not a LINE webhook; ``reason`` is safe to return to the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PublishFailed(IngestError):
+    """Kafka did not acknowledge every event in time; nothing may be answered with 200."""
