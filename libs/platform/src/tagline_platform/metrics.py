@@ -5,7 +5,14 @@ A registry per instance (rather than the global one) lets tests create several a
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -32,7 +39,9 @@ class Metrics:
         labels: tuple[str, ...] = (),
         buckets: tuple[float, ...] = LATENCY_BUCKETS,
     ) -> Histogram:
-        return Histogram(name, doc, labels, namespace=self._namespace, registry=self.registry, buckets=buckets)
+        return Histogram(
+            name, doc, labels, namespace=self._namespace, registry=self.registry, buckets=buckets
+        )
 
     async def endpoint(self, _request: Request) -> Response:
         """The ``/metrics`` route (Prometheus text format)."""

@@ -41,5 +41,5 @@ class ServiceSettings(BaseSettings):
     )
 
     def topic(self, name: str) -> str:
-        """The physical name of a topic from ``tagline_contracts.topics``, with this deployment's namespace."""
+        """The physical name of a ``tagline_contracts.topics`` topic in this deployment's namespace."""
         return f"{self.topic_namespace}{name}"

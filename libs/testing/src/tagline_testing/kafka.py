@@ -23,7 +23,7 @@ async def read_topic(
         partitions = consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + timeout_s
         while not partitions and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public API for this
+            await consumer._client.force_metadata_update()  # no public API for this
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 await asyncio.sleep(0.2)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+
 from tagline_contracts.envelope import new_event_id
 from tagline_platform.mongo import create_mongo_client
-
 from tagline_testing.infra import Infra, InfraNotFound, provide_infra
 
 

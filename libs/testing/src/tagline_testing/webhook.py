@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.signature import sign
 
@@ -48,7 +49,12 @@ class WebhookBuilder:
         return event
 
     def text(self, user_id: str, text: str, **fields: Any) -> dict[str, Any]:
-        message = {"id": str(next(self._clock)), "type": "text", "text": text, "quoteToken": "q" + new_event_id()}
+        message = {
+            "id": str(next(self._clock)),
+            "type": "text",
+            "text": text,
+            "quoteToken": "q" + new_event_id(),
+        }
         return self.event("message", user_id, replyToken=new_event_id(), message=message, **fields)
 
     def follow(self, user_id: str, *, unblocked: bool = False) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from tagline_platform.logging import configure_logging
 
 from tagline_ingest.app import create_app
 from tagline_ingest.settings import IngestSettings
+from tagline_platform.logging import configure_logging
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from tagline_contracts import signature
 
+from tagline_contracts import signature
 from tagline_ingest.domain.errors import BadWebhook
 from tagline_ingest.domain.normalize import normalize, parse_body
 from tagline_ingest.metrics import IngestMetrics
@@ -76,7 +76,9 @@ def build_router(
     async def webhook(channel_id: str, request: Request) -> Response:
         secret = secrets.get(channel_id)
         if secret is None:
-            return reject(404, "unknown_channel", f"no channel {channel_id!r} is configured", channel_id=channel_id)
+            return reject(
+                404, "unknown_channel", f"no channel {channel_id!r} is configured", channel_id=channel_id
+            )
         try:
             body = await _read_body(request, max_body_bytes)
         except BodyTooLarge:
@@ -101,7 +103,9 @@ def build_router(
                         "error": repr(exc),
                     },
                 )
-                return reject(503, "kafka_unavailable", "events not durable; retry later", channel_id=channel_id)
+                return reject(
+                    503, "kafka_unavailable", "events not durable; retry later", channel_id=channel_id
+                )
             metrics.publish_seconds.observe(time.perf_counter() - started)
             for record in records:
                 metrics.events.labels(record.event_type).inc()

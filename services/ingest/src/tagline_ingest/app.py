@@ -1,4 +1,7 @@
-"""Composition root: ``create_app(settings)`` wires settings, Kafka and the HTTP API. No I/O at import time."""
+"""Composition root: ``create_app(settings)`` wires settings, Kafka and the HTTP API.
+
+No I/O at import time: connecting happens in the lifespan.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from tagline_contracts import topics
-from tagline_platform.kafka import create_broker
 
+from tagline_contracts import topics
 from tagline_ingest.adapters.kafka import KafkaEventPublisher
 from tagline_ingest.api import build_api, build_router
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.settings import IngestSettings
+from tagline_platform.kafka import create_broker
 
 
 def create_app(settings: IngestSettings) -> FastAPI:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.settings import ServiceSettings
 
@@ -30,7 +31,9 @@ class IngestSettings(ServiceSettings):
 
     def load_channel_secrets(self) -> dict[str, bytes]:
         """Every configured channel's secret; raises :class:`ConfigurationError` on an unreadable file."""
-        secrets = {channel: secret.get_secret_value().encode() for channel, secret in self.channel_secrets.items()}
+        secrets = {
+            channel: secret.get_secret_value().encode() for channel, secret in self.channel_secrets.items()
+        }
         if self.channel_secrets_file is not None:
             try:
                 loaded = json.loads(self.channel_secrets_file.read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@ import hashlib
 import hmac
 
 import pytest
+
 from tagline_contracts.signature import sign, verify
 
 SECRET = "8c570fa6dd201bb328f1c1eac23a96d8"

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 from faststream.kafka import KafkaBroker
-from tagline_platform.errors import InfrastructureUnavailable
-from tagline_platform.kafka import ensure_topics
 
 from tagline_ingest.domain.normalize import OutgoingRecord
+from tagline_platform.errors import InfrastructureUnavailable
+from tagline_platform.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class KafkaEventPublisher:
         try:
             await ensure_topics(self._bootstrap, [self._topic], partitions=self._partitions, timeout_s=5.0)
             await broker.connect()
-        except (InfrastructureUnavailable, OSError, Exception) as exc:  # aiokafka raises several kinds
+        except Exception as exc:  # aiokafka raises several unrelated kinds; any of them means "not yet"
             log.warning("kafka not reachable yet", extra={"bootstrap": self._bootstrap, "error": repr(exc)})
             with contextlib.suppress(Exception):
                 await broker.stop()
@@ -68,7 +68,7 @@ class KafkaEventPublisher:
         return True
 
     async def _connect_loop(self) -> None:
-        while not await self._try_connect():
+        while not await self._try_connect():  # noqa: ASYNC110 - polling a remote server, no event to await
             await asyncio.sleep(self._retry_interval_s)
 
     async def stop(self) -> None:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 import orjson
 from pydantic import ValidationError
+
 from tagline_contracts.envelope import LINE_EVENT_SCHEMA, line_event_key
 from tagline_contracts.webhook import CallbackRequest, UnknownEvent, WebhookEvent
-
 from tagline_ingest.domain.errors import BadWebhook
 
 MAX_REASON_ERRORS = 3
@@ -41,7 +41,8 @@ def parse_body(body: bytes) -> CallbackRequest:
         if any(e["type"] == "json_invalid" for e in errors):
             raise BadWebhook(f"body is not valid JSON: {errors[0]['msg']}") from None
         details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors[:MAX_REASON_ERRORS]
+            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
+            for e in errors[:MAX_REASON_ERRORS]
         )
         more = f" (and {len(errors) - MAX_REASON_ERRORS} more)" if len(errors) > MAX_REASON_ERRORS else ""
         raise BadWebhook(f"not a LINE webhook: {details}{more}") from None
