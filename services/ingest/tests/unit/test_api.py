@@ -6,11 +6,12 @@ What reaches the real Kafka is tested in ../integration.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import pytest
+
 from tagline_ingest.api import build_api, build_router
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_ingest.metrics import IngestMetrics
@@ -56,8 +57,8 @@ def builder() -> WebhookBuilder:
 
 
 @pytest.fixture
-async def publisher() -> AsyncIterator[RecordingPublisher]:
-    yield RecordingPublisher()
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
 
 
 async def test_signed_events_are_published_in_order(

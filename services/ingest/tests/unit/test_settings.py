@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tagline_ingest.settings import IngestSettings
 from tagline_platform.errors import ConfigurationError
 
@@ -22,7 +23,7 @@ def test_secrets_from_environment_and_file(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_bad_secrets_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
     secrets_file = tmp_path / "channels.json"
     secrets_file.write_text(content)
-    with pytest.raises(ConfigurationError, match="channels.json"):
+    with pytest.raises(ConfigurationError, match=r"channels\.json"):
         IngestSettings(channel_secrets_file=secrets_file).load_channel_secrets()
 
 
