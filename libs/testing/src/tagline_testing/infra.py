@@ -8,9 +8,12 @@ otherwise a failure that names the command starting the local servers. Never an 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -125,3 +128,55 @@ def provide_infra() -> Iterator[Infra]:
         f"{env_file_path() or '.local/infra/infra.env'} exists and no Docker engine answers. "
         f"Start the local servers with: {START_COMMAND}"
     )
+
+
+@dataclass(frozen=True)
+class DedicatedKafka:
+    """A Kafka of a test's own (started by ``deploy/local/infra.py``), which the test may stop or freeze."""
+
+    bootstrap: str
+    pid: int
+    state_dir: Path
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker stops answering but keeps its connections (a hung broker)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        _infra_command("down", self.state_dir)
+
+
+def _infra_command(action: str, state_dir: Path, *extra: str) -> None:
+    root = repo_root()
+    if root is None:
+        raise InfraNotFound("deploy/local/infra.py not found above this checkout")
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "deploy" / "local" / "infra.py"),
+            action,
+            "--state-dir",
+            str(state_dir),
+            *extra,
+        ],
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@contextmanager
+def dedicated_kafka(state_dir: Path) -> Iterator[DedicatedKafka]:
+    """Start a separate single-node Kafka in ``state_dir`` for tests that break the broker on purpose."""
+    _infra_command("up", state_dir, "--only", "kafka")
+    try:
+        env = read_env_file(state_dir / "infra.env")
+        pid = int((state_dir / "kafka.pid").read_text().strip())
+        yield DedicatedKafka(env["KAFKA_BOOTSTRAP_SERVERS"], pid, state_dir)
+    finally:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+        _infra_command("down", state_dir)

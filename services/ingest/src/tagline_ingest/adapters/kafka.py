@@ -35,12 +35,14 @@ class KafkaEventPublisher:
         topic: str,
         partitions: int,
         retry_interval_s: float = 1.0,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         self._broker_factory = broker_factory
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._partitions = partitions
         self._retry_interval_s = retry_interval_s
+        self._stop_timeout_s = stop_timeout_s
         self._broker: KafkaBroker | None = None
         self._connector: asyncio.Task[None] | None = None
 
@@ -76,9 +78,19 @@ class KafkaEventPublisher:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        if self._broker is not None:
-            await self._broker.stop()
-            self._broker = None
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            # Stopping flushes what is still pending; with the broker gone that waits forever. Whatever is
+            # pending was answered 503 (never 200), so LINE redelivers it: giving up here loses nothing.
+            try:
+                async with asyncio.timeout(self._stop_timeout_s):
+                    await broker.stop()
+            except TimeoutError:
+                log.warning(
+                    "kafka producer did not flush within %.0fs; unacknowledged events dropped "
+                    "(they were answered 503)",
+                    self._stop_timeout_s,
+                )
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         broker = self._broker
