@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -139,14 +140,30 @@ class DedicatedKafka:
     state_dir: Path
 
     def freeze(self) -> None:
-        """SIGSTOP: the broker stops answering but keeps its connections (a hung broker)."""
+        """SIGSTOP: the broker stops answering but keeps its connections (a hung broker).
+
+        Returns once every thread of the JVM is really stopped (signal delivery is asynchronous).
+        """
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not _all_threads_stopped(self.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kafka pid {self.pid} did not stop")
+            time.sleep(0.01)
 
     def thaw(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         _infra_command("down", self.state_dir)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):
+            states.append(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _infra_command(action: str, state_dir: Path, *extra: str) -> None:
