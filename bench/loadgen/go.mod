@@ -1,0 +1,3 @@
+module tagline/bench/loadgen
+
+go 1.22
