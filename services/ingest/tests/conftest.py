@@ -69,7 +69,7 @@ def start_ingest(namespace: str) -> IngestFactory:
         settings = IngestSettings(**values)
         app = create_app(settings)
         async with (
-            app.router.lifespan_context(app),
+            app.api.router.lifespan_context(app.api),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client,
         ):
             yield RunningIngest(settings, client)

@@ -1,8 +1,6 @@
-"""Kafka plumbing: the FastStream broker factory and explicit, idempotent topic creation.
+"""Kafka plumbing: the FastStream broker factory, the bare producer factory and explicit topic creation.
 
-Producer guarantees come from here: every broker is created with ``enable_idempotence=True`` and
-``acks="all"``, so an acknowledged message is durable on the broker and a producer retry never duplicates or
-reorders messages of one partition.
+Producer guarantees come from :data:`PRODUCER_CONFIG`, which both factories use.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 
@@ -23,12 +22,35 @@ log = logging.getLogger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 
 
+# What every Tagline producer shares: an acknowledged record is on every in-sync replica, and a producer
+# retry never duplicates or reorders records of a partition. Batches larger than aiokafka's 16 KiB default
+# keep the tail latency low when many small events arrive at once.
+PRODUCER_CONFIG: dict[str, Any] = {
+    "enable_idempotence": True,
+    "acks": "all",
+    "linger_ms": 2,
+    "max_batch_size": 1024 * 1024,
+    "request_timeout_ms": 10_000,
+}
+
+
+def create_producer(settings: ServiceSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+    """A bare aiokafka producer with :data:`PRODUCER_CONFIG`, for hot paths that only publish (ingest).
+
+    FastStream's ``publish`` costs about 10 µs more per message; where a service consumes as well, use
+    :func:`create_broker`.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        **{**PRODUCER_CONFIG, **overrides},
+    )
+
+
 def create_broker(
     settings: ServiceSettings,
     *,
     client_id: str,
-    linger_ms: int = 2,
-    request_timeout_ms: int = 10_000,
     **overrides: Any,
 ) -> KafkaBroker:
     """A FastStream ``KafkaBroker`` on aiokafka with an idempotent, ``acks=all`` producer.
@@ -36,17 +58,14 @@ def create_broker(
     The broker does not connect here (no I/O at import or construction time); call ``await broker.start()``
     or ``await broker.connect()`` from the service's lifespan.
     """
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=linger_ms,
-        request_timeout_ms=request_timeout_ms,
-        allow_auto_create_topics=False,
-        logger=logging.getLogger(f"tagline.{client_id}.kafka"),
+    options: dict[str, Any] = {
+        **PRODUCER_CONFIG,
+        "client_id": client_id,
+        "allow_auto_create_topics": False,
+        "logger": logging.getLogger(f"tagline.{client_id}.kafka"),
         **overrides,
-    )
+    }
+    return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 
 async def ensure_topics(

@@ -12,17 +12,16 @@ from fastapi import FastAPI
 
 from tagline_contracts import topics
 from tagline_ingest.adapters.kafka import KafkaEventPublisher
-from tagline_ingest.api import build_api, build_router
+from tagline_ingest.api import IngestApp, WebhookEndpoint, build_app
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.settings import IngestSettings
-from tagline_platform.kafka import create_broker
+from tagline_platform.kafka import create_producer
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
-    secrets = settings.load_channel_secrets()
+def create_app(settings: IngestSettings) -> IngestApp:
     metrics = IngestMetrics()
     publisher = KafkaEventPublisher(
-        lambda: create_broker(settings, client_id="tagline-ingest"),
+        lambda: create_producer(settings, client_id="tagline-ingest"),
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=settings.topic(topics.LINE_EVENTS),
         partitions=settings.topic_partitions,
@@ -36,14 +35,12 @@ def create_app(settings: IngestSettings) -> FastAPI:
         finally:
             await publisher.stop()
 
-    router = build_router(
-        secrets=secrets,
+    webhook = WebhookEndpoint(
+        secrets=settings.load_channel_secrets(),
         publisher=publisher,
         metrics=metrics,
         publish_timeout_s=settings.publish_timeout_s,
         max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight_requests,
     )
-    app = build_api(router, metrics, lifespan=lifespan)
-    app.state.publisher = publisher
-    app.state.metrics = metrics
-    return app
+    return build_app(webhook, publisher, metrics, lifespan=lifespan)

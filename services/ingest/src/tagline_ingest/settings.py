@@ -28,6 +28,9 @@ class IngestSettings(ServiceSettings):
         default=1.0, gt=0, lt=2.0, description="Deadline for Kafka to acknowledge a request's events (< 2 s)."
     )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger bodies are answered with 413.")
+    max_in_flight_requests: int = Field(
+        default=1000, gt=0, description="Webhook requests beyond this many in progress get 503 at once."
+    )
 
     def load_channel_secrets(self) -> dict[str, bytes]:
         """Every configured channel's secret; raises :class:`ConfigurationError` on an unreadable file."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tagline_ingest.api import build_api, build_router
+from tagline_ingest.api import WebhookEndpoint, build_app
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_ingest.metrics import IngestMetrics
 from tagline_testing.webhook import WebhookBuilder
@@ -39,16 +39,16 @@ class RecordingPublisher:
 
 async def _client(publisher: RecordingPublisher, **kwargs: Any) -> httpx.AsyncClient:
     metrics = IngestMetrics()
-    router = build_router(
+    webhook = WebhookEndpoint(
         secrets={"1234567890": SECRET.encode()},
         publisher=publisher,
         metrics=metrics,
         publish_timeout_s=kwargs.get("publish_timeout_s", 0.3),
         max_body_bytes=kwargs.get("max_body_bytes", 10_000),
+        max_in_flight=kwargs.get("max_in_flight", 100),
     )
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_api(router, metrics)), base_url="http://t"
-    )
+    app = build_app(webhook, publisher, metrics)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
 @pytest.fixture
@@ -137,3 +137,28 @@ async def test_no_acknowledgement_in_time_is_503(
         metrics = (await client.get("/metrics")).text
     assert response.status_code == 503
     assert 'tagline_ingest_webhook_rejects_total{reason="kafka_unavailable"} 1.0' in metrics
+
+
+async def test_requests_beyond_the_in_flight_limit_get_503_at_once(builder: WebhookBuilder) -> None:
+    publisher = RecordingPublisher(delay_s=0.3)
+    async with await _client(publisher, max_in_flight=2, publish_timeout_s=1.0) as client:
+        requests = [builder.request([builder.text(f"U{i}", "hi")]) for i in range(4)]
+        responses = await asyncio.gather(
+            *(client.post(URL, content=r.body, headers=r.headers) for r in requests)
+        )
+    assert sorted(r.status_code for r in responses) == [200, 200, 503, 503]
+    assert len(publisher.published) == 2, "shed requests publish nothing"
+
+
+async def test_the_documented_fastapi_route_answers_like_the_fast_path(
+    publisher: RecordingPublisher, builder: WebhookBuilder
+) -> None:
+    async with await _client(publisher) as client:
+        app = client._transport.app  # type: ignore[attr-defined]
+        assert "/line/webhook/{channel_id}" in app.api.openapi()["paths"]
+        direct = httpx.AsyncClient(transport=httpx.ASGITransport(app=app.api), base_url="http://t")
+        async with direct:
+            signed = builder.request([builder.text("U1", "hi")])
+            assert (await direct.post(URL, content=signed.body, headers=signed.headers)).status_code == 200
+            assert (await direct.post(URL, content=signed.body, headers={})).status_code == 401
+    assert len(publisher.published) == 1

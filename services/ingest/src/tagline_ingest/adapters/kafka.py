@@ -1,9 +1,13 @@
-"""Publishes ingest's records to Kafka through FastStream.
+"""Publishes ingest's records to Kafka with one idempotent aiokafka producer.
 
-Durability comes from the broker factory (idempotent producer, ``acks=all``): a record counts as published
-when its future resolves, i.e. when every in-sync replica has it. All records of a request are handed to the
-producer first and then awaited together, so they share produce requests; records with the same key go to
-the same partition in the order they were handed over, which keeps one source's events in order.
+Durability comes from :data:`tagline_platform.kafka.PRODUCER_CONFIG` (idempotent producer, ``acks=all``): a
+record counts as published when its future resolves, i.e. when every in-sync replica has it. All records of
+a request are handed to the producer first and then awaited together, so they share produce requests with
+each other and with concurrent requests; records with the same key go to the same partition in the order
+they were handed over, which keeps one source's events in order.
+
+Ingest only publishes, so it uses the bare producer rather than a FastStream broker: on this hot path
+FastStream's per-message overhead (command objects, correlation ids) was measurable (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_platform.errors import InfrastructureUnavailable
@@ -21,15 +25,15 @@ from tagline_platform.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
-HEADERS_CONTENT_TYPE = "application/json"
+CONTENT_TYPE = ("content-type", b"application/json")
 
 
 class KafkaEventPublisher:
-    """Owns the broker connection; reconnects in the background while Kafka is away at start-up."""
+    """Owns the producer; keeps trying to connect in the background while Kafka is away at start-up."""
 
     def __init__(
         self,
-        broker_factory: Callable[[], KafkaBroker],
+        producer_factory: Callable[[], AIOKafkaProducer],
         *,
         bootstrap_servers: str,
         topic: str,
@@ -37,18 +41,14 @@ class KafkaEventPublisher:
         retry_interval_s: float = 1.0,
         stop_timeout_s: float = 5.0,
     ) -> None:
-        self._broker_factory = broker_factory
+        self._producer_factory = producer_factory
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._partitions = partitions
         self._retry_interval_s = retry_interval_s
         self._stop_timeout_s = stop_timeout_s
-        self._broker: KafkaBroker | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._broker is not None
 
     async def start(self) -> None:
         """Connect now if Kafka answers, otherwise keep trying in the background (readiness stays false)."""
@@ -56,16 +56,16 @@ class KafkaEventPublisher:
             self._connector = asyncio.create_task(self._connect_loop(), name="kafka-connect")
 
     async def _try_connect(self) -> bool:
-        broker = self._broker_factory()
+        producer = self._producer_factory()
         try:
             await ensure_topics(self._bootstrap, [self._topic], partitions=self._partitions, timeout_s=5.0)
-            await broker.connect()
+            await producer.start()
         except Exception as exc:  # aiokafka raises several unrelated kinds; any of them means "not yet"
             log.warning("kafka not reachable yet", extra={"bootstrap": self._bootstrap, "error": repr(exc)})
             with contextlib.suppress(Exception):
-                await broker.stop()
+                await producer.stop()
             return False
-        self._broker = broker
+        self._producer = producer
         log.info("kafka connected", extra={"bootstrap": self._bootstrap, "topic": self._topic})
         return True
 
@@ -78,36 +78,39 @@ class KafkaEventPublisher:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        broker, self._broker = self._broker, None
-        if broker is not None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
             # Stopping flushes what is still pending; with the broker gone that waits forever. Whatever is
             # pending was answered 503 (never 200), so LINE redelivers it: giving up here loses nothing.
             try:
                 async with asyncio.timeout(self._stop_timeout_s):
-                    await broker.stop()
+                    await producer.stop()
             except TimeoutError:
                 log.warning(
-                    "kafka producer did not flush within %.0fs; unacknowledged events dropped "
-                    "(they were answered 503)",
-                    self._stop_timeout_s,
+                    "kafka producer did not flush in time; unacknowledged events (answered 503) dropped"
                 )
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
-        broker = self._broker
-        if broker is None:
+        producer = self._producer
+        if producer is None:
             raise InfrastructureUnavailable("not connected to Kafka")
+        send = producer.send
+        topic = self._topic
         pending = [
-            await broker.publish(
-                record.value,
-                self._topic,
-                key=record.key,
-                headers={"content-type": HEADERS_CONTENT_TYPE, "event-type": record.event_type},
-                no_confirm=True,
+            await send(
+                topic, r.value, key=r.key, headers=[CONTENT_TYPE, ("event-type", r.event_type.encode())]
             )
-            for record in records
+            for r in records
         ]
         await asyncio.gather(*pending)
 
     async def ready(self) -> bool:
-        broker = self._broker
-        return broker is not None and await broker.ping(timeout=1.0)
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(1.0):
+                await producer.client.fetch_all_metadata()
+        except Exception:
+            return False
+        return True
