@@ -167,8 +167,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}/line/webhook/{CHANNEL_ID}"
 
     def cpu_seconds(self) -> float:
-        times = psutil.Process(self.process.pid).cpu_times()
-        return times.user + times.system
+        """CPU of the server process and its children (an HTTP server may run its app in a worker process)."""
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
 
 
 def _free_port() -> int:
