@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from tagline_ingest.app import create_app
@@ -14,12 +12,6 @@ from tagline_platform.logging import configure_logging
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
-    secrets = settings.load_channel_secrets()
-    if not secrets:
-        logging.getLogger(__name__).warning(
-            "no channel secrets configured: every webhook will get 404 "
-            "(set TAGLINE_INGEST_CHANNEL_SECRETS or TAGLINE_INGEST_CHANNEL_SECRETS_FILE)"
-        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -5,6 +5,7 @@ No I/O at import time: connecting happens in the lifespan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ from tagline_ingest.api import IngestApp, WebhookEndpoint, build_app
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.settings import IngestSettings
 from tagline_platform.kafka import create_producer
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IngestSettings) -> IngestApp:
@@ -35,8 +38,14 @@ def create_app(settings: IngestSettings) -> IngestApp:
         finally:
             await publisher.stop()
 
+    secrets = settings.load_channel_secrets()
+    if not secrets:
+        log.warning(
+            "no channel secrets configured: every webhook will get 404 "
+            "(set TAGLINE_INGEST_CHANNEL_SECRETS or TAGLINE_INGEST_CHANNEL_SECRETS_FILE)"
+        )
     webhook = WebhookEndpoint(
-        secrets=settings.load_channel_secrets(),
+        secrets=secrets,
         publisher=publisher,
         metrics=metrics,
         publish_timeout_s=settings.publish_timeout_s,
