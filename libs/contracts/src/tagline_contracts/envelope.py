@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, Field
@@ -22,10 +21,6 @@ PayloadT = TypeVar("PayloadT")
 def new_event_id() -> str:
     """A fresh ULID for a message Tagline itself originates."""
     return str(ULID())
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Envelope(Contract, Generic[PayloadT]):

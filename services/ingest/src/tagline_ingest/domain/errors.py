@@ -15,7 +15,3 @@ class BadWebhook(IngestError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class PublishFailed(IngestError):
-    """Kafka did not acknowledge every event in time; nothing may be answered with 200."""
