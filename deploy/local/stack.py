@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from tagline_platform.settings import read_env_file
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = [sys.executable, str(ROOT / "deploy" / "local" / "infra.py")]
 ENV_FILE = ROOT / ".local" / "infra" / "infra.env"
@@ -43,11 +45,6 @@ SERVICES = (
 )
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.partition("=") for line in path.read_text(encoding="utf-8").splitlines())
-    return {key.strip(): value.strip() for key, sep, value in pairs if sep}
-
-
 def pump(name: str, stream: object) -> None:
     for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
         sys.stdout.write(f"{name:>8} | {line}")
@@ -56,7 +53,7 @@ def pump(name: str, stream: object) -> None:
 
 def main() -> int:
     subprocess.run([*INFRA, "up"], check=True)
-    base_env = {**os.environ, **read_env(ENV_FILE)}
+    base_env = {**os.environ, **read_env_file(ENV_FILE)}
     procs: list[tuple[Service, subprocess.Popen[str]]] = []
     for service in SERVICES:
         env = {**service.env, **base_env}  # the caller's environment wins over the defaults above

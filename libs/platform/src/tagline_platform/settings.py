@@ -7,8 +7,20 @@ tests): ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``. Service-specific settin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of an env file such as ``.local/infra/infra.env`` (comments skipped)."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
 
 
 class ServiceSettings(BaseSettings):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tagline_platform.settings import read_env_file
+
 START_COMMAND = "make infra-up   (or: python3 deploy/local/infra.py up)"
 
 
@@ -40,15 +42,6 @@ def repo_root() -> Path | None:
             if (candidate / "deploy" / "local" / "infra.py").is_file():
                 return candidate
     return None
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and not key.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
 
 
 def env_file_path() -> Path | None:

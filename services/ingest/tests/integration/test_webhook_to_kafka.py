@@ -149,10 +149,10 @@ async def test_connectivity_check_with_no_events_is_ok(
 
 
 async def test_unreachable_broker_answers_503_never_200(
-    start_ingest: Any, channel: Any, builder: WebhookBuilder, unused_port: int
+    start_ingest: Any, channel: Any, builder: WebhookBuilder, unused_tcp_port: int
 ) -> None:
     async with start_ingest(
-        kafka_bootstrap_servers=f"127.0.0.1:{unused_port}", publish_timeout_s=0.5
+        kafka_bootstrap_servers=f"127.0.0.1:{unused_tcp_port}", publish_timeout_s=0.5
     ) as ingest:
         client = ingest.client
         signed = builder.request([builder.text("U" + "1" * 32, "hi")])
