@@ -1,0 +1,291 @@
+"""The sender's MongoDB (or FerretDB) collections.
+
+* ``members``: the sender's projection of ``member.changes.v1`` (``_id`` = ``channel:userId``). A change is
+  applied only if its ``version`` is newer than the stored one (conditional upsert), so redelivered and
+  reordered changes are harmless.
+* ``sends``: one document per request (``_id`` = ``channel:idempotencyKey``): inserting it is what makes
+  the same key twice a no-op (the ``_id`` is unique).
+* ``deliveries``: one document per LINE call (``_id`` = ``send:batch``) with its state, retry key, attempts
+  and an outbox field ``pending_result``; every transition is one conditional update on the state and the
+  claim token, so two instances can never both act on one delivery. ``recipients`` holds each delivery's
+  user ids apart, so scans of ``deliveries`` stay small.
+* ``quota``: the monthly ledger, one document per (channel, month); see :mod:`tagline_sender.domain.quota`.
+  Every reservation is a single conditional update (``remaining >= need`` and this delivery holds nothing
+  yet), which is what keeps the limit with any number of instances. Holds are kept per delivery in
+  ``holds.<id>``, which makes reserve / confirm / release idempotent.
+
+Only operations FerretDB 1.x supports are used (DESIGN.md §4): no transactions, no ``$expr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from tagline_contracts.members import FollowState, MemberChanged
+from tagline_sender.domain.delivery import DeliveryState
+
+Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def hold_id(delivery_id: str) -> str:
+    """A field-name-safe id for a delivery's quota hold (idempotency keys may contain dots)."""
+    return hashlib.sha1(delivery_id.encode(), usedforsecurity=False).hexdigest()[:24]
+
+
+class SenderStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+        self.members = db["members"]
+        self.sends = db["sends"]
+        self.deliveries = db["deliveries"]
+        self.recipients = db["recipients"]
+        self.quota = db["quota"]
+
+    async def ensure_indexes(self) -> None:
+        await self.members.create_index([("channel_id", ASCENDING), ("follow_state", ASCENDING)])
+        await self.sends.create_index([("channel_id", ASCENDING), ("created_at", ASCENDING)])
+        await self.deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
+        await self.deliveries.create_index([("send_id", ASCENDING), ("batch", ASCENDING)])
+
+    # ---- members projection ------------------------------------------------------------------------
+    async def apply_member_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> int:
+        """Upsert each change unless a newer version is stored; returns how many were applied."""
+        ops = []
+        for change in changes:
+            snap = change.snapshot
+            doc = {
+                "channel_id": channel_id,
+                "user_id": change.user_id,
+                "version": change.version,
+                "follow_state": snap.follow_state.value,
+                "tags": list(snap.tags),
+                "attributes": dict(snap.attributes),
+                "last_interaction_at": snap.last_interaction_at,
+                "rfm_segment": snap.rfm_segment,
+            }
+            ops.append(
+                UpdateOne(
+                    {"_id": f"{channel_id}:{change.user_id}", "version": {"$lt": change.version}},
+                    {"$set": doc},
+                    upsert=True,
+                )
+            )
+        if not ops:
+            return 0
+        try:
+            result = await self.members.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            # A duplicate key means the stored version is newer or equal: the change is already applied.
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return len(ops) - len(errors)
+        return result.upserted_count + result.modified_count
+
+    async def member_ids(self, channel_id: str, query: Doc) -> list[str]:
+        """Followed members of the channel matching ``query``, sorted (deterministic batches)."""
+        full = {"$and": [{"channel_id": channel_id, "follow_state": FollowState.FOLLOWED.value}, query]}
+        ids = [doc["user_id"] async for doc in self.members.find(full, {"user_id": 1, "_id": 0})]
+        ids.sort()
+        return ids
+
+    async def count_members(self, channel_id: str, query: Doc) -> int:
+        full = {"$and": [{"channel_id": channel_id, "follow_state": FollowState.FOLLOWED.value}, query]}
+        return await self.members.count_documents(full)
+
+    async def blocked_ids(self, channel_id: str) -> set[str]:
+        """Every member of the channel who has blocked it (usually few; one query per planning)."""
+        cursor = self.members.find(
+            {"channel_id": channel_id, "follow_state": FollowState.BLOCKED.value}, {"user_id": 1, "_id": 0}
+        )
+        return {doc["user_id"] async for doc in cursor}
+
+    # ---- sends ---------------------------------------------------------------------------------------
+    async def create_send(self, doc: Doc) -> bool:
+        """Insert a new send; ``False`` when its idempotency key was seen before."""
+        try:
+            await self.sends.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_send(self, send_id: str) -> Doc | None:
+        return await self.sends.find_one({"_id": send_id})
+
+    async def update_send(self, send_id: str, fields: Doc) -> None:
+        await self.sends.update_one({"_id": send_id}, {"$set": fields})
+
+    async def list_sends(self, channel_id: str | None, state: str | None, limit: int) -> list[Doc]:
+        query: Doc = {}
+        if channel_id:
+            query["channel_id"] = channel_id
+        if state:
+            query["state"] = state
+        cursor = self.sends.find(query, {"request.messages": 0}).sort("created_at", -1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def delivery_summary(self, send_id: str) -> dict[str, dict[str, int]]:
+        """Per delivery state: how many deliveries and recipients ($group with $sum only, FerretDB-safe)."""
+        pipeline = [
+            {"$match": {"send_id": send_id}},
+            {
+                "$group": {
+                    "_id": "$state",
+                    "deliveries": {"$sum": 1},
+                    "recipients": {"$sum": "$recipient_count"},
+                }
+            },
+        ]
+        cursor = await self.deliveries.aggregate(pipeline)
+        return {
+            doc["_id"]: {"deliveries": doc["deliveries"], "recipients": doc["recipients"]}
+            async for doc in cursor
+        }
+
+    # ---- deliveries ------------------------------------------------------------------------------------
+    async def add_delivery(self, delivery: Doc, recipients: list[str]) -> Doc | None:
+        """Store a delivery and its recipients; returns the existing delivery if one has that id already."""
+        try:
+            await self.recipients.insert_one({"_id": delivery["_id"], "user_ids": recipients})
+        except DuplicateKeyError:
+            pass  # written by an earlier, interrupted planning of the same request
+        try:
+            await self.deliveries.insert_one(delivery)
+        except DuplicateKeyError:
+            return await self.deliveries.find_one({"_id": delivery["_id"]})
+        return None
+
+    async def get_recipients(self, delivery_id: str) -> list[str]:
+        doc = await self.recipients.find_one({"_id": delivery_id})
+        return list(doc["user_ids"]) if doc else []
+
+    async def set_recipients(self, delivery_id: str, user_ids: list[str]) -> None:
+        await self.recipients.update_one({"_id": delivery_id}, {"$set": {"user_ids": user_ids}})
+
+    async def get_delivery(self, delivery_id: str) -> Doc | None:
+        return await self.deliveries.find_one({"_id": delivery_id})
+
+    async def claim(self, delivery_id: str, now: datetime, lease_until: datetime, token: str) -> Doc | None:
+        """pending and due → sending, owned by ``token`` until ``lease_until``; ``None`` if not claimable."""
+        return await self.deliveries.find_one_and_update(
+            {"_id": delivery_id, "state": DeliveryState.PENDING.value, "next_attempt_at": {"$lte": now}},
+            {"$set": {"state": DeliveryState.SENDING.value, "claim": token, "lease_until": lease_until}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def transition(self, delivery_id: str, token: str, set_: Doc, unset: Iterable[str] = ()) -> bool:
+        """Apply the outcome of an attempt, only if this claim still owns the delivery."""
+        update: Doc = {"$set": set_}
+        unset_fields = dict.fromkeys(unset, "")
+        if unset_fields:
+            update["$unset"] = unset_fields
+        result = await self.deliveries.update_one(
+            {"_id": delivery_id, "state": DeliveryState.SENDING.value, "claim": token}, update
+        )
+        return result.modified_count == 1
+
+    async def mark_result_published(self, delivery_id: str, event_id: str) -> None:
+        await self.deliveries.update_one(
+            {"_id": delivery_id, "pending_result.event_id": event_id}, {"$unset": {"pending_result": ""}}
+        )
+
+    async def due(self, partitions: Sequence[int], until: datetime, limit: int) -> list[Doc]:
+        query = {
+            "state": DeliveryState.PENDING.value,
+            "partition": {"$in": list(partitions)},
+            "next_attempt_at": {"$lte": until},
+        }
+        projection = {"_id": 1, "category": 1, "next_attempt_at": 1}
+        cursor = self.deliveries.find(query, projection).sort("next_attempt_at", 1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def release_expired_leases(self, partitions: Sequence[int], now: datetime) -> int:
+        """Deliveries whose owner died mid-attempt go back to pending (the retry key makes that safe)."""
+        result = await self.deliveries.update_many(
+            {
+                "state": DeliveryState.SENDING.value,
+                "partition": {"$in": list(partitions)},
+                "lease_until": {"$lt": now},
+            },
+            {"$set": {"state": DeliveryState.PENDING.value, "next_attempt_at": now, "ambiguous": True}},
+        )
+        return result.modified_count
+
+    async def unpublished(self, partitions: Sequence[int], limit: int) -> list[Doc]:
+        query = {"partition": {"$in": list(partitions)}, "pending_result": {"$exists": True}}
+        return [doc async for doc in self.deliveries.find(query).limit(limit)]
+
+    async def resume_deferred(self, channel_id: str, now: datetime) -> int:
+        result = await self.deliveries.update_many(
+            {"channel_id": channel_id, "state": DeliveryState.DEFERRED.value},
+            {"$set": {"state": DeliveryState.PENDING.value, "next_attempt_at": now}},
+        )
+        return result.modified_count
+
+    async def count_deliveries(self, channel_id: str, state: DeliveryState) -> int:
+        return await self.deliveries.count_documents({"channel_id": channel_id, "state": state.value})
+
+    # ---- quota ledger ----------------------------------------------------------------------------------
+    async def ensure_ledger(self, ledger_id: str, channel_id: str, month: str, limit: int) -> None:
+        try:
+            await self.quota.update_one(
+                {"_id": ledger_id},
+                {
+                    "$setOnInsert": {
+                        "channel_id": channel_id,
+                        "month": month,
+                        "limit": limit,
+                        "remaining": limit,
+                        "used": 0,
+                        "reserved": 0,
+                        "external": 0,
+                        "rev": 0,
+                        "holds": {},
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # another instance created it at the same moment
+
+    async def get_ledger(self, ledger_id: str) -> Doc | None:
+        return await self.quota.find_one({"_id": ledger_id})
+
+    async def reserve(self, ledger_id: str, hold: str, n: int, need: int) -> bool:
+        """Atomically take ``n`` if ``remaining >= need``; idempotent for one hold."""
+        result = await self.quota.update_one(
+            {"_id": ledger_id, "remaining": {"$gte": need}, f"holds.{hold}": {"$exists": False}},
+            {"$inc": {"remaining": -n, "reserved": n, "rev": 1}, "$set": {f"holds.{hold}": n}},
+        )
+        if result.modified_count == 1:
+            return True
+        held = await self.quota.find_one({"_id": ledger_id, f"holds.{hold}": {"$exists": True}}, {"_id": 1})
+        return held is not None
+
+    async def settle(self, ledger_id: str, hold: str, n: int, *, used: bool) -> int | None:
+        """Drop a hold: into ``used`` (LINE took it) or back into ``remaining``; idempotent.
+
+        Returns ``used`` as it was before (to price the messages), ``None`` if the hold was already settled.
+        """
+        inc = {"reserved": -n, "rev": 1, **({"used": n} if used else {"remaining": n})}
+        before = await self.quota.find_one_and_update(
+            {"_id": ledger_id, f"holds.{hold}": {"$exists": True}},
+            {"$inc": inc, "$unset": {f"holds.{hold}": ""}},
+            projection={"used": 1},
+            return_document=ReturnDocument.BEFORE,
+        )
+        return None if before is None else int(before["used"])
+
+    async def compare_and_set_ledger(self, ledger_id: str, rev: int, fields: Doc) -> bool:
+        result = await self.quota.update_one(
+            {"_id": ledger_id, "rev": rev}, {"$set": fields, "$inc": {"rev": 1}}
+        )
+        return result.modified_count == 1

@@ -1,0 +1,140 @@
+"""The sender's HTTP surface: what happened to sends, the quota ledger, cost estimates, health and metrics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel
+
+from tagline_contracts.sending import SendMessages, UserTarget
+from tagline_sender.domain.delivery import DeliveryState
+from tagline_sender.domain.planning import InvalidRequest, reply_is_fresh
+from tagline_sender.domain.pricing import charge
+from tagline_sender.domain.quota import UNLIMITED, required_remaining
+from tagline_sender.service import SenderService
+
+
+class Estimate(BaseModel):
+    channel_id: str
+    plan: str
+    method: str
+    recipients: int
+    billable_messages: int
+    free_messages: int
+    extra_messages: int
+    beyond_plan: int
+    cost_ntd: float
+    month: str
+    used_this_month: int
+    remaining_this_month: int | None
+    would_defer: bool
+
+
+class Ledger(BaseModel):
+    channel_id: str
+    month: str
+    limit: int | None
+    used: int
+    reserved: int
+    external: int
+    remaining: int | None
+    marketing_headroom: int
+    deferred_deliveries: int
+
+
+def _clean(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(doc)
+    doc.pop("request", None)
+    return doc
+
+
+def register_routes(api: FastAPI, service: SenderService) -> None:
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        try:
+            await service.mongo.admin.command("ping")
+            kafka_ok = await service.broker.ping(timeout=2.0)
+        except Exception as exc:
+            raise HTTPException(503, f"not ready: {exc}") from exc
+        if not kafka_ok:
+            raise HTTPException(503, "not ready: Kafka does not answer")
+        return {"status": "ready"}
+
+    api.add_route("/metrics", service.metrics.metrics.endpoint)
+
+    @api.get("/sends")
+    async def list_sends(
+        channel_id: str | None = None, state: str | None = None, limit: int = Query(50, ge=1, le=500)
+    ) -> list[dict[str, Any]]:
+        """Recent send requests, newest first (``state``: planning | planned)."""
+        return [_clean(d) for d in await service.store.list_sends(channel_id, state, limit)]
+
+    @api.get("/sends/{channel_id}/{key}")
+    async def get_send(channel_id: str, key: str) -> dict[str, Any]:
+        """One request: its deliveries summed up by state (recipients and LINE calls)."""
+        send = await service.store.get_send(f"{channel_id}:{key}")
+        if send is None:
+            raise HTTPException(404, f"no send with idempotency key {key!r} on channel {channel_id!r}")
+        summary = await service.store.delivery_summary(send["_id"])
+        return {**_clean(send), "request": send["request"], "deliveries": summary}
+
+    @api.get("/channels/{channel_id}/quota")
+    async def quota(channel_id: str) -> Ledger:
+        if channel_id not in service.channels:
+            raise HTTPException(404, f"channel {channel_id!r} is not configured")
+        doc = await service.quota.ledger(channel_id, service.clock())
+        limited = doc["limit"] < UNLIMITED
+        return Ledger(
+            channel_id=channel_id,
+            month=doc["month"],
+            limit=doc["limit"] if limited else None,
+            used=doc["used"],
+            reserved=doc["reserved"],
+            external=doc["external"],
+            remaining=doc["remaining"] if limited else None,
+            marketing_headroom=service.quota.headroom(channel_id, doc["limit"]),
+            deferred_deliveries=await service.store.count_deliveries(channel_id, DeliveryState.DEFERRED),
+        )
+
+    @api.post("/channels/{channel_id}/estimate")
+    async def estimate(channel_id: str, request: SendMessages) -> Estimate:
+        """What the request would consume and cost now, before anything is sent."""
+        try:
+            service.planner.check(channel_id, request)
+        except InvalidRequest as exc:
+            raise HTTPException(422, str(exc)) from exc
+        now = service.clock()
+        recipients = await service.planner.recipients(channel_id, request, now)
+        reply = isinstance(request.target, UserTarget) and reply_is_fresh(
+            request, now, timedelta(seconds=service.settings.reply_token_ttl_s)
+        )
+        billable = 0 if reply else len(recipients)
+        doc = await service.quota.ledger(channel_id, now)
+        used = doc["used"] + doc["reserved"] + doc["external"]
+        plan = service.plans[service.channels[channel_id].plan]
+        price = charge(plan, used, billable)
+        limited = doc["limit"] < UNLIMITED
+        need = required_remaining(
+            billable, request.category, service.quota.headroom(channel_id, doc["limit"])
+        )
+        return Estimate(
+            channel_id=channel_id,
+            plan=plan.name.value,
+            method="reply" if reply else ("push" if len(recipients) == 1 else "multicast"),
+            recipients=len(recipients),
+            billable_messages=billable,
+            free_messages=price.free,
+            extra_messages=price.extra,
+            beyond_plan=price.beyond_plan,
+            cost_ntd=float(price.cost_ntd),
+            month=doc["month"],
+            used_this_month=used,
+            remaining_this_month=doc["remaining"] if limited else None,
+            would_defer=billable > 0 and doc["remaining"] < need,
+        )

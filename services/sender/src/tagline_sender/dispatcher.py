@@ -1,0 +1,488 @@
+"""Works the stored deliveries: claim, reserve quota, wait for the rate limit, call LINE, record the outcome.
+
+One dispatcher per sender instance. It only touches deliveries of the ``send.requests.v1`` partitions its
+consumer owns (set by the rebalance listener), and its rate limits are its share of each limit in the same
+proportion, so the instances together stay under LINE's limits (:mod:`tagline_sender.domain.ratelimit`).
+
+Exactly-once toward LINE comes from three things together: a delivery is *claimed* with one conditional
+update (``pending`` → ``sending`` with a claim token) so only one worker attempts it at a time; its retry key
+is stored before the first attempt and reused on every retry, so LINE turns a repeat of an accepted call into
+409 (= success); and every outcome is written with the claim token as predicate, so a worker whose lease ran
+out cannot overwrite the work of the one that took over. Results go out through an outbox field
+(``pending_result``) that the poller republishes after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
+from tagline_platform.errors import InfrastructureUnavailable
+from tagline_sender.adapters.mongo import Doc, SenderStore
+from tagline_sender.domain.delivery import (
+    Answer,
+    AnswerKind,
+    Attempted,
+    DeliveryState,
+    QuotaAction,
+    RetryPolicy,
+    decide,
+)
+from tagline_sender.domain.pricing import Plan, PlanName, charge
+from tagline_sender.domain.ratelimit import RateLimit, SlidingWindow
+from tagline_sender.ports import LineGateway
+from tagline_sender.quota import Hold, QuotaKeeper
+from tagline_sender.settings import ChannelConfig
+
+log = logging.getLogger("tagline.sender.dispatcher")
+
+Clock = Callable[[], datetime]
+ResultPublisher = Callable[[str, str, SendResult], Awaitable[None]]  # (channel, event_id, result)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    concurrency: int
+    poll_interval_s: float
+    lease: timedelta
+    reply_ttl: timedelta
+    retry: RetryPolicy
+    rate_limit_safety: float
+    blocked_cache_s: float = 5.0
+
+
+class RateLimiter:
+    """This instance's sliding windows per (channel, endpoint), resized when its partition share changes."""
+
+    def __init__(self, limits: dict[str, RateLimit], safety: float) -> None:
+        self._limits = limits
+        self._safety = safety
+        self._share = (1, 1)
+        self._windows: dict[tuple[str, str], SlidingWindow] = {}
+
+    def set_share(self, owned: int, total: int) -> None:
+        self._share = (owned, total)
+        for (_, endpoint), window in self._windows.items():
+            window.rate = self._rate(endpoint)
+
+    def _rate(self, endpoint: str) -> RateLimit:
+        return self._limits[endpoint].share(*self._share, self._safety)
+
+    async def acquire(self, channel_id: str, endpoint: str) -> None:
+        window = self._windows.get((channel_id, endpoint))
+        if window is None:
+            window = self._windows[(channel_id, endpoint)] = SlidingWindow(self._rate(endpoint))
+        loop = asyncio.get_running_loop()
+        while (wait := window.try_acquire(loop.time())) > 0:
+            await asyncio.sleep(wait)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: SenderStore,
+        quota: QuotaKeeper,
+        line: LineGateway,
+        channels: dict[str, ChannelConfig],
+        plans: dict[PlanName, Plan],
+        limiter: RateLimiter,
+        publish: ResultPublisher,
+        config: DispatchConfig,
+        *,
+        clock: Clock = utc_now,
+        instance_id: str = "",
+        on_outcome: Callable[[str, SendOutcome, int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._quota = quota
+        self._line = line
+        self._channels = channels
+        self._plans = plans
+        self._limiter = limiter
+        self._publish = publish
+        self._config = config
+        self._clock = clock
+        self._instance = instance_id or uuid.uuid4().hex[:8]
+        self._on_outcome = on_outcome
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._partitions: frozenset[int] = frozenset()
+        self._heap: list[tuple[int, float, int, str]] = []
+        self._queued: set[str] = set()
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sends: dict[str, Doc] = {}
+        self._blocked: dict[str, tuple[float, set[str]]] = {}
+        self._busy = 0
+
+    # ---- ownership ----------------------------------------------------------------------------------
+    def set_partitions(self, owned: set[int], total: int) -> None:
+        self._partitions = frozenset(owned)
+        self._limiter.set_share(len(owned), total)
+        log.info("partitions assigned", extra={"partitions": sorted(owned), "total": total})
+        self._wakeup.set()
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        return self._partitions
+
+    @property
+    def idle(self) -> bool:
+        return not self._heap and self._busy == 0
+
+    # ---- queue ----------------------------------------------------------------------------------------
+    def enqueue(self, delivery_id: str, category: str, due: datetime) -> None:
+        if delivery_id in self._queued:
+            return
+        self._queued.add(delivery_id)
+        priority = 0 if category == SendCategory.TRANSACTIONAL.value else 1
+        heapq.heappush(self._heap, (priority, due.timestamp(), next(self._seq), delivery_id))
+        self._wakeup.set()
+
+    async def _next(self) -> str:
+        while True:
+            now = self._clock().timestamp()
+            for index, (_, due, _, _) in enumerate(self._heap):
+                if due <= now:
+                    item = self._heap.pop(index)
+                    heapq.heapify(self._heap)
+                    self._queued.discard(item[3])
+                    return item[3]
+            self._wakeup.clear()
+            soonest = min((due for _, due, _, _ in self._heap), default=now + self._config.poll_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.01, min(1.0, soonest - now)))
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"sender-worker-{i}")
+            for i in range(self._config.concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._poller(), name="sender-poller"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self) -> None:
+        while True:
+            delivery_id = await self._next()
+            self._busy += 1
+            try:
+                await self.process(delivery_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the lease expires and the poller hands the delivery out again
+                log.exception("delivery attempt failed", extra={"delivery_id": delivery_id})
+            finally:
+                self._busy -= 1
+
+    async def _poller(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("poll failed")
+            await asyncio.sleep(self._config.poll_interval_s)
+
+    async def poll_once(self) -> None:
+        """Recover expired leases, queue what is due soon, republish unpublished results."""
+        owned = sorted(self._partitions)
+        if not owned:
+            return
+        now = self._clock()
+        await self._store.release_expired_leases(owned, now)
+        horizon = now + timedelta(seconds=self._config.poll_interval_s)
+        for doc in await self._store.due(owned, horizon, limit=5_000):
+            self.enqueue(doc["_id"], doc["category"], doc["next_attempt_at"])
+        for doc in await self._store.unpublished(owned, limit=1_000):
+            await self._publish_pending(doc)
+
+    # ---- one attempt -----------------------------------------------------------------------------------
+    async def process(self, delivery_id: str) -> None:
+        now = self._clock()
+        token = uuid.uuid4().hex
+        doc = await self._store.claim(delivery_id, now, now + self._config.lease, token)
+        if doc is None:
+            return  # not due, not pending, or another worker has it
+        send = await self._send(doc["send_id"])
+        channel_id: str = doc["channel_id"]
+        config = self._channels.get(channel_id)
+        if config is None:
+            await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason="unknown channel")
+            return
+        if doc.get("unsendable"):
+            await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=doc["unsendable"])
+            return
+        hold = Hold(**doc["hold"]) if doc.get("hold") else None
+        if doc.get("expires_at") and now >= doc["expires_at"]:
+            if hold:
+                await self._quota.settle(hold, used=bool(doc.get("ambiguous")))
+            await self._finish(
+                doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason="expired before sent"
+            )
+            return
+        method = SendMethod(doc["method"])
+        if method is SendMethod.REPLY and now - doc["reply_received_at"] >= self._config.reply_ttl:
+            method = SendMethod.PUSH  # the token went stale while waiting: push instead
+        recipients = await self._store.get_recipients(delivery_id)
+        if method is not SendMethod.REPLY and hold is None:
+            recipients = await self._without_blocked(channel_id, delivery_id, recipients)
+            if not recipients:
+                await self._finish(
+                    doc,
+                    token,
+                    DeliveryState.FAILED,
+                    SendOutcome.FAILED,
+                    reason="every recipient has blocked the account",
+                )
+                return
+            if method is SendMethod.MULTICAST and len(recipients) == 1:
+                method = SendMethod.PUSH
+            hold = await self._quota.reserve(
+                channel_id, delivery_id, len(recipients), SendCategory(doc["category"]), now
+            )
+            if hold is None:
+                await self._defer(doc, token, "monthly quota (after transactional headroom) is used up")
+                return
+            await self._store.deliveries.update_one(
+                {"_id": delivery_id, "claim": token},
+                {
+                    "$set": {
+                        "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
+                        "method": method.value,
+                    }
+                },
+            )
+        body = self._body(method, recipients, send["request"]["messages"], doc)
+        await self._limiter.acquire(channel_id, method.value)
+        attempts = int(doc.get("attempts", 0)) + 1
+        first_attempt_at = doc.get("first_attempt_at") or self._clock()
+        answer = await self._line.send(
+            method,
+            config.access_token.get_secret_value(),
+            body,
+            None if method is SendMethod.REPLY else doc["retry_key"],
+        )
+        now = self._clock()
+        decision = decide(
+            Attempted(method, attempts, first_attempt_at, bool(doc.get("ambiguous"))),
+            answer,
+            now,
+            self._config.retry,
+            self._rng,
+        )
+        used_before = None
+        if hold is not None:
+            if decision.quota is QuotaAction.CONFIRM:
+                used_before = await self._quota.settle(hold, used=True)
+            elif decision.quota is QuotaAction.RELEASE:
+                await self._quota.settle(hold, used=False)
+            elif decision.quota is QuotaAction.EXHAUSTED:
+                await self._quota.settle(hold, used=False)
+                await self._quota.mark_exhausted(hold.ledger_id)
+        keep_hold = hold is not None and decision.quota is QuotaAction.KEEP
+        common = {
+            "attempts": attempts,
+            "first_attempt_at": first_attempt_at,
+            "last_attempt_at": now,
+            "last_answer": _answer_doc(answer),
+            "ambiguous": bool(doc.get("ambiguous")) or decision.ambiguous,
+            "method": (decision.switch_to or method).value,
+        }
+        unset = () if keep_hold else ("hold",)
+        if decision.state is DeliveryState.PENDING:
+            await self._store.transition(
+                delivery_id,
+                token,
+                {**common, "state": DeliveryState.PENDING.value, "next_attempt_at": decision.next_attempt_at},
+                ("claim", *unset),
+            )
+            if decision.next_attempt_at and decision.next_attempt_at - now < timedelta(
+                seconds=self._config.poll_interval_s
+            ):
+                self.enqueue(delivery_id, doc["category"], decision.next_attempt_at)
+            return
+        if decision.state is DeliveryState.DEFERRED:
+            await self._defer(doc, token, decision.reason or "deferred", extra=common, unset=unset)
+            return
+        counted = (
+            len(recipients)
+            if (method is not SendMethod.REPLY and decision.quota is QuotaAction.CONFIRM)
+            else 0
+        )
+        cost = self._cost(channel_id, used_before, counted)
+        await self._finish(
+            doc,
+            token,
+            decision.state,
+            decision.outcome or SendOutcome.FAILED,
+            reason=decision.reason,
+            answer=answer,
+            method=method,
+            recipients=recipients,
+            counted=counted,
+            cost=cost,
+            extra=common,
+            unset=unset,
+        )
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+    async def _send(self, send_id: str) -> Doc:
+        send = self._sends.get(send_id)
+        if send is None:
+            send = await self._store.get_send(send_id)
+            if send is None:
+                raise InfrastructureUnavailable(f"send {send_id} is missing")
+            if len(self._sends) > 10_000:
+                self._sends.clear()
+            self._sends[send_id] = send
+        return send
+
+    async def _without_blocked(self, channel_id: str, delivery_id: str, recipients: list[str]) -> list[str]:
+        loop_now = asyncio.get_running_loop().time()
+        cached = self._blocked.get(channel_id)
+        if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
+            blocked = await self._store.blocked_ids(channel_id)
+            self._blocked[channel_id] = (loop_now, blocked)
+        else:
+            blocked = cached[1]
+        if not blocked.intersection(recipients):
+            return recipients
+        kept = [u for u in recipients if u not in blocked]
+        await self._store.set_recipients(delivery_id, kept)
+        return kept
+
+    def _body(
+        self, method: SendMethod, recipients: list[str], messages: list[Any], doc: Doc
+    ) -> dict[str, Any]:
+        if method is SendMethod.REPLY:
+            return {"replyToken": doc["reply_token"], "messages": messages}
+        if method is SendMethod.PUSH:
+            return {"to": recipients[0], "messages": messages}
+        return {"to": recipients, "messages": messages}
+
+    def _cost(self, channel_id: str, used_before: int | None, counted: int) -> float:
+        if not counted or used_before is None or channel_id not in self._channels:
+            return 0.0
+        plan = self._plans[self._channels[channel_id].plan]
+        return float(charge(plan, used_before, counted).cost_ntd.quantize(Decimal("0.001")))
+
+    async def _defer(
+        self, doc: Doc, token: str, reason: str, *, extra: Doc | None = None, unset: tuple[str, ...] = ()
+    ) -> None:
+        fields: Doc = {**(extra or {}), "state": DeliveryState.DEFERRED.value, "deferred_reason": reason}
+        result = None
+        if not doc.get("deferred_reported"):
+            fields["deferred_reported"] = True
+            result = self._result(doc, SendOutcome.DEFERRED, reason=reason)
+            fields["pending_result"] = result
+        if await self._store.transition(doc["_id"], token, fields, ("claim", *unset)) and result:
+            await self._publish_pending({**doc, "pending_result": result})
+
+    async def _finish(
+        self,
+        doc: Doc,
+        token: str,
+        state: DeliveryState,
+        outcome: SendOutcome,
+        *,
+        reason: str | None = None,
+        answer: Answer | None = None,
+        method: SendMethod | None = None,
+        recipients: list[str] | None = None,
+        counted: int = 0,
+        cost: float = 0.0,
+        extra: Doc | None = None,
+        unset: tuple[str, ...] = ("hold",),
+    ) -> None:
+        result = self._result(
+            doc,
+            outcome,
+            reason=reason,
+            answer=answer,
+            method=method,
+            recipients=recipients,
+            counted=counted,
+            cost=cost,
+        )
+        fields = {
+            **(extra or {}),
+            "state": state.value,
+            "outcome": outcome.value,
+            "reason": reason,
+            "finished_at": self._clock(),
+            "messages_counted": counted,
+            "cost_ntd": cost,
+            "pending_result": result,
+        }
+        if await self._store.transition(doc["_id"], token, fields, ("claim", *unset)):
+            await self._publish_pending({**doc, "pending_result": result})
+
+    def _result(
+        self,
+        doc: Doc,
+        outcome: SendOutcome,
+        *,
+        reason: str | None = None,
+        answer: Answer | None = None,
+        method: SendMethod | None = None,
+        recipients: list[str] | None = None,
+        counted: int = 0,
+        cost: float = 0.0,
+    ) -> Doc:
+        result = SendResult(
+            request_id=doc["key"],
+            batch=doc["batch"],
+            outcome=outcome,
+            method=method or SendMethod(doc["method"]),
+            category=SendCategory(doc["category"]),
+            user_ids=recipients if recipients is not None else [],
+            recipients=len(recipients) if recipients is not None else doc.get("recipient_count", 0),
+            messages_counted=counted,
+            cost_ntd=cost,
+            reason=reason,
+            line_error=answer.body if answer and answer.kind is AnswerKind.REJECTED else None,
+            line_request_id=answer.request_id if answer else None,
+            labels=doc.get("labels", {}),
+        )
+        return {"event_id": new_event_id(), "result": result.model_dump(mode="json")}
+
+    async def _publish_pending(self, doc: Doc) -> None:
+        pending = doc["pending_result"]
+        result = SendResult.model_validate(pending["result"])
+        await self._publish(doc["channel_id"], pending["event_id"], result)
+        await self._store.mark_result_published(doc["_id"], pending["event_id"])
+        if self._on_outcome:
+            self._on_outcome(doc["channel_id"], result.outcome, result.messages_counted)
+
+
+def _answer_doc(answer: Answer) -> Doc:
+    return {
+        "kind": answer.kind.value,
+        "status": answer.status,
+        "body": answer.body,
+        "request_id": answer.request_id,
+        "detail": answer.detail,
+    }

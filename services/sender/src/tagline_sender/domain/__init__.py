@@ -1,0 +1,1 @@
+"""The sender's pure logic: pricing, quota rules, rate windows, planning and the delivery state machine."""

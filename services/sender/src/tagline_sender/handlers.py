@@ -1,0 +1,155 @@
+"""FastStream subscribers: ``send.requests.v1`` → planner, ``member.changes.v1`` → projection.
+
+Offsets are committed after the handler returns (``ack_policy`` with a ``group_id``; DESIGN.md §4). A
+message that can never be applied goes to its DLQ topic with the reason and the handler returns normally;
+an infrastructure failure raises, so FastStream seeks back and the message is consumed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from tagline_contracts import topics
+from tagline_contracts.deadletter import DeadLetter, as_text
+from tagline_contracts.envelope import Envelope
+from tagline_contracts.members import MemberChanged
+from tagline_contracts.sending import SendRequested
+from tagline_sender.adapters.mongo import SenderStore
+from tagline_sender.domain.planning import InvalidRequest
+from tagline_sender.metrics import SenderMetrics
+from tagline_sender.planner import Planner
+from tagline_sender.settings import SenderSettings
+
+log = logging.getLogger("tagline.sender.handlers")
+
+INFRA_RETRY_DELAY_S = 1.0
+
+
+class MemberChangedEnvelope(Envelope[MemberChanged]):
+    pass
+
+
+class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the dispatcher which ``send.requests.v1`` partitions this instance owns."""
+
+    def __init__(self, topic: str, total: int, on_change: Callable[[set[int], int], None]) -> None:
+        self._topic = topic
+        self._total = total
+        self._on_change = on_change
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._on_change(set(), self._total)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._on_change({tp.partition for tp in assigned if tp.topic == self._topic}, self._total)
+
+
+class DeadLetters:
+    def __init__(self, broker: KafkaBroker, settings: SenderSettings) -> None:
+        self._broker = broker
+        self._settings = settings
+
+    async def send(self, topic: str, record: Any, error: str) -> None:
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=as_text(record.key),
+            value=as_text(record.value) or "",
+            error=error,
+            consumer=self._settings.group_id,
+            failed_at=datetime.now(UTC),
+        )
+        await self._broker.publish(
+            letter.model_dump_json(by_alias=True).encode(),
+            topic=self._settings.topic(topics.dlq(topic)),
+            key=record.key,
+        )
+        log.warning("dead-lettered", extra={"topic": record.topic, "offset": record.offset, "error": error})
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:10]
+        )
+    return str(exc)
+
+
+def register(
+    broker: KafkaBroker,
+    settings: SenderSettings,
+    *,
+    store: SenderStore,
+    planner: Planner,
+    metrics: SenderMetrics,
+    on_partitions: Callable[[set[int], int], None],
+) -> None:
+    requests_topic = settings.topic(topics.SEND_REQUESTS)
+    changes_topic = settings.topic(topics.MEMBER_CHANGES)
+    dead = DeadLetters(broker, settings)
+
+    @broker.subscriber(
+        requests_topic,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        listener=PartitionListener(requests_topic, settings.topic_partitions, on_partitions),
+        max_poll_interval_ms=600_000,
+    )
+    async def on_send_request(message: KafkaMessage) -> None:
+        record = message.raw_message
+        try:
+            envelope = SendRequested.model_validate_json(record.value)
+            await planner.plan(
+                envelope.channel_id, envelope.payload, partition=record.partition, event_id=envelope.event_id
+            )
+        except (ValidationError, InvalidRequest, ValueError) as exc:
+            metrics.requests.labels("invalid").inc()
+            await dead.send(topics.SEND_REQUESTS, record, _reason(exc))
+            return
+        except Exception:
+            log.exception("send request not planned; it will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise
+        metrics.requests.labels("planned").inc()
+
+    @broker.subscriber(
+        changes_topic,
+        group_id=f"{settings.group_id}-members",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=2_000,
+        batch_timeout_ms=100,
+    )
+    async def on_member_changes(message: KafkaMessage) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        by_channel: dict[str, list[MemberChanged]] = {}
+        for record in records:
+            try:
+                envelope = MemberChangedEnvelope.model_validate_json(record.value)
+            except ValidationError as exc:
+                metrics.member_changes.labels("invalid").inc()
+                await dead.send(topics.MEMBER_CHANGES, record, _reason(exc))
+                continue
+            by_channel.setdefault(envelope.channel_id, []).append(envelope.payload)
+        try:
+            for channel_id, changes in by_channel.items():
+                applied = await store.apply_member_changes(channel_id, changes)
+                metrics.member_changes.labels("applied").inc(applied)
+                metrics.member_changes.labels("stale").inc(len(changes) - applied)
+        except Exception:
+            log.exception("member changes not applied; they will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise

@@ -1,0 +1,199 @@
+"""Turns a ``send.requests.v1`` message into stored deliveries, once per idempotency key.
+
+The send document (``_id`` = ``channel:key``) is inserted first: a second request with the same key finds
+it and stops there (if its planning finished) or resumes it (if the first planning was interrupted). The
+recipients are sorted, so batch *n* holds the same users however often the request is planned; after each
+stored batch the send records the last recipient planned, and a resumed planning continues after it.
+Every delivery gets its retry key here, before any attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tagline_contracts.segments import to_mongo_query
+from tagline_contracts.sending import SegmentTarget, SendMessages, SendMethod, UserTarget
+from tagline_sender.adapters.mongo import Doc, SenderStore
+from tagline_sender.domain.delivery import DeliveryState
+from tagline_sender.domain.planning import (
+    InvalidRequest,
+    batches,
+    first_method,
+    method_for_batch,
+    validate_messages,
+)
+from tagline_sender.settings import ChannelConfig
+
+log = logging.getLogger("tagline.sender.planner")
+
+Enqueue = Callable[[str, str, datetime], None]
+
+
+class SendState:
+    PLANNING = "planning"
+    PLANNED = "planned"
+
+
+class Planner:
+    def __init__(
+        self,
+        store: SenderStore,
+        channels: dict[str, ChannelConfig],
+        *,
+        reply_ttl: timedelta,
+        max_recipients: int,
+        enqueue: Enqueue,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._reply_ttl = reply_ttl
+        self._max_recipients = max_recipients
+        self._enqueue = enqueue
+        self._clock = clock
+
+    def check(self, channel_id: str, request: SendMessages) -> None:
+        """Raise :class:`InvalidRequest` for a request that can never be sent."""
+        if channel_id not in self._channels:
+            raise InvalidRequest(f"channel {channel_id!r} is not configured in the sender")
+        validate_messages(request.messages)
+
+    async def recipients(self, channel_id: str, request: SendMessages, now: datetime) -> list[str]:
+        """The request's recipients, sorted and unique, without members who blocked the channel."""
+        target = request.target
+        if isinstance(target, SegmentTarget):
+            today = now.astimezone(ZoneInfo(self._channels[channel_id].timezone)).date()
+            query = to_mongo_query(target.filter, now=now, today=today)
+            return await self._store.member_ids(channel_id, query)
+        ids = [target.user_id] if isinstance(target, UserTarget) else sorted(set(target.user_ids))
+        blocked = await self._store.blocked_ids(channel_id)
+        return [u for u in ids if u not in blocked]
+
+    async def plan(self, channel_id: str, request: SendMessages, *, partition: int, event_id: str) -> str:
+        """Store the request's deliveries (idempotent); returns the send's state."""
+        self.check(channel_id, request)
+        now = self._clock()
+        send_id = f"{channel_id}:{request.idempotency_key}"
+        created = await self._store.create_send(
+            {
+                "_id": send_id,
+                "channel_id": channel_id,
+                "key": request.idempotency_key,
+                "event_id": event_id,
+                "category": request.category.value,
+                "target_kind": request.target.kind,
+                "request": request.model_dump(mode="json"),
+                "labels": request.labels,
+                "partition": partition,
+                "state": SendState.PLANNING,
+                "planned_through": None,
+                "batches": 0,
+                "created_at": now,
+            }
+        )
+        send = None if created else await self._store.get_send(send_id)
+        if send is not None and send["state"] == SendState.PLANNED:
+            log.info("duplicate send request ignored", extra={"channel_id": channel_id, "send_id": send_id})
+            return SendState.PLANNED
+        if request.trigger_mode == "standby":
+            await self._planned_nothing(
+                send_id,
+                channel_id,
+                request,
+                partition,
+                now,
+                "the channel was in standby mode for this event; nothing is sent",
+            )
+            return SendState.PLANNED
+        recipients = await self.recipients(channel_id, request, now)
+        if len(recipients) > self._max_recipients:
+            raise InvalidRequest(f"{len(recipients)} recipients exceed the limit of {self._max_recipients}")
+        if not recipients and not isinstance(request.target, SegmentTarget):
+            await self._planned_nothing(
+                send_id, channel_id, request, partition, now, "every recipient has blocked the account"
+            )
+            return SendState.PLANNED
+        cursor: str | None = send["planned_through"] if send else None
+        batch_no: int = send["batches"] if send else 0
+        if cursor is not None:
+            recipients = [u for u in recipients if u > cursor]
+        for batch in batches(recipients):
+            method = (
+                first_method(request, len(batch), now, self._reply_ttl)
+                if isinstance(request.target, UserTarget)
+                else method_for_batch(batch)
+            )
+            delivery = self._delivery(send_id, channel_id, request, partition, batch_no, batch, method, now)
+            existing = await self._store.add_delivery(delivery, batch)
+            if existing is None:
+                self._enqueue(delivery["_id"], delivery["category"], delivery["next_attempt_at"])
+                cursor = batch[-1]
+            else:
+                cursor = existing["last_recipient"]  # an interrupted planning stored this batch already
+            batch_no += 1
+            await self._store.update_send(send_id, {"planned_through": cursor, "batches": batch_no})
+            if existing is not None:
+                return await self.plan(channel_id, request, partition=partition, event_id=event_id)
+        await self._store.update_send(
+            send_id, {"state": SendState.PLANNED, "batches": batch_no, "planned_at": self._clock()}
+        )
+        log.info(
+            "send planned",
+            extra={
+                "channel_id": channel_id,
+                "send_id": send_id,
+                "batches": batch_no,
+                "recipients": len(recipients),
+            },
+        )
+        return SendState.PLANNED
+
+    async def _planned_nothing(
+        self, send_id: str, channel_id: str, request: SendMessages, partition: int, now: datetime, reason: str
+    ) -> None:
+        """Record a request that results in no LINE call, with a failed result that says why."""
+        delivery = self._delivery(send_id, channel_id, request, partition, 0, [], SendMethod.PUSH, now)
+        delivery.update(state=DeliveryState.PENDING.value, reason=reason, unsendable=reason)
+        if await self._store.add_delivery(delivery, []) is None:
+            self._enqueue(delivery["_id"], delivery["category"], now)
+        await self._store.update_send(send_id, {"state": SendState.PLANNED, "batches": 1, "planned_at": now})
+
+    def _delivery(
+        self,
+        send_id: str,
+        channel_id: str,
+        request: SendMessages,
+        partition: int,
+        batch_no: int,
+        batch: list[str],
+        method: SendMethod,
+        now: datetime,
+    ) -> Doc:
+        doc: dict[str, Any] = {
+            "_id": f"{send_id}:{batch_no:06d}",
+            "send_id": send_id,
+            "channel_id": channel_id,
+            "key": request.idempotency_key,
+            "batch": batch_no,
+            "partition": partition,
+            "category": request.category.value,
+            "method": method.value,
+            "recipient_count": len(batch),
+            "last_recipient": batch[-1] if batch else None,
+            "retry_key": str(uuid.uuid4()),  # stored before the first attempt, reused by every retry
+            "state": DeliveryState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": max(now, request.not_before) if request.not_before else now,
+            "expires_at": request.expires_at,
+            "labels": request.labels,
+            "created_at": now,
+        }
+        if request.reply is not None:
+            doc["reply_token"] = request.reply.token
+            doc["reply_received_at"] = request.reply.received_at
+        return doc

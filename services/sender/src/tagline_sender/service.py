@@ -1,0 +1,148 @@
+"""The running sender: Kafka subscribers, the dispatcher and the quota refresher, started and stopped together.
+
+Tests start several of these in one process (each with its own broker, Mongo client and dispatcher) to race
+instances against one channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from tagline_contracts import topics
+from tagline_contracts.sending import SendResult, SendResulted
+from tagline_platform.kafka import create_broker, ensure_topics
+from tagline_platform.mongo import create_mongo_client
+from tagline_sender import handlers
+from tagline_sender.adapters.line import SdkLineGateway
+from tagline_sender.adapters.mongo import SenderStore
+from tagline_sender.dispatcher import DispatchConfig, Dispatcher, RateLimiter, utc_now
+from tagline_sender.metrics import SenderMetrics
+from tagline_sender.planner import Planner
+from tagline_sender.ports import LineGateway
+from tagline_sender.quota import QuotaKeeper
+from tagline_sender.settings import SenderSettings
+
+log = logging.getLogger("tagline.sender")
+
+
+class SenderService:
+    def __init__(
+        self,
+        settings: SenderSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        line: LineGateway | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.channels = settings.load_channels()
+        self.plans = settings.all_plans()
+        self.metrics = SenderMetrics()
+        self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-sender")
+        self.store = SenderStore(self.mongo[settings.database])
+        self.line = line or SdkLineGateway(
+            settings.line_api_url, timeout_s=settings.request_timeout_s, pool_size=settings.concurrency * 2
+        )
+        self.quota = QuotaKeeper(self.store, self.line, self.channels, settings.marketing_headroom_ratio)
+        self.broker = create_broker(settings, client_id="tagline-sender")
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.quota,
+            self.line,
+            self.channels,
+            self.plans,
+            RateLimiter(settings.limits(), settings.rate_limit_safety),
+            self._publish_result,
+            DispatchConfig(
+                concurrency=settings.concurrency,
+                poll_interval_s=settings.poll_interval_s,
+                lease=timedelta(seconds=settings.lease_s),
+                reply_ttl=timedelta(seconds=settings.reply_token_ttl_s),
+                retry=settings.retry_policy(),
+                rate_limit_safety=settings.rate_limit_safety,
+            ),
+            clock=clock,
+            instance_id=settings.instance_id,
+            on_outcome=self.metrics.outcome,
+        )
+        self.planner = Planner(
+            self.store,
+            self.channels,
+            reply_ttl=timedelta(seconds=settings.reply_token_ttl_s),
+            max_recipients=settings.max_planned_recipients,
+            enqueue=self.dispatcher.enqueue,
+            clock=clock,
+        )
+        handlers.register(
+            self.broker,
+            settings,
+            store=self.store,
+            planner=self.planner,
+            metrics=self.metrics,
+            on_partitions=self.dispatcher.set_partitions,
+        )
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        names = [topics.SEND_REQUESTS, topics.SEND_RESULTS, topics.MEMBER_CHANGES]
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            [self.settings.topic(n) for n in names]
+            + [self.settings.topic(topics.dlq(n)) for n in (topics.SEND_REQUESTS, topics.MEMBER_CHANGES)],
+            partitions=self.settings.topic_partitions,
+        )
+        await self.store.ensure_indexes()
+        if not self.channels:
+            log.warning(
+                "no channels configured (TAGLINE_SENDER_CHANNELS / _FILE): every request is dead-lettered"
+            )
+        await self.broker.start()
+        self.dispatcher.start()
+        self._refresher = asyncio.create_task(self._refresh_quota_forever(), name="sender-quota-refresh")
+
+    async def stop(self) -> None:
+        if self._refresher:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.dispatcher.stop()
+        await self.broker.stop()
+        await self.line.close()
+        await self.mongo.close()
+
+    async def refresh_quota(self) -> None:
+        """Reconcile every channel's ledger with LINE, and resume deferred sends where room appeared."""
+        now = self.clock()
+        for channel_id in self.channels:
+            try:
+                remaining = await self.quota.refresh(channel_id, now)
+            except Exception:
+                log.exception("quota refresh failed", extra={"channel_id": channel_id})
+                continue
+            self.metrics.quota_remaining.labels(channel_id).set(remaining)
+            if remaining > 0:
+                resumed = await self.store.resume_deferred(channel_id, now)
+                if resumed:
+                    log.info(
+                        "deferred deliveries resumed", extra={"channel_id": channel_id, "count": resumed}
+                    )
+
+    async def _refresh_quota_forever(self) -> None:
+        while True:
+            await self.refresh_quota()
+            await asyncio.sleep(self.settings.quota_refresh_s)
+
+    async def _publish_result(self, channel_id: str, event_id: str, result: SendResult) -> None:
+        now = datetime.now(UTC)
+        envelope = SendResulted(
+            event_id=event_id, channel_id=channel_id, occurred_at=now, produced_at=now, payload=result
+        )
+        await self.broker.publish(
+            envelope.model_dump_json(by_alias=True).encode(),
+            topic=self.settings.topic(topics.SEND_RESULTS),
+            key=f"{channel_id}:{result.request_id}".encode(),
+        )

@@ -1,0 +1,110 @@
+"""Sender settings (env prefix ``TAGLINE_SENDER_``).
+
+Channels come from ``TAGLINE_SENDER_CHANNELS`` (JSON) and/or ``TAGLINE_SENDER_CHANNELS_FILE`` (a path to the
+same JSON, e.g. a Kubernetes secret; it wins for a channel in both)::
+
+    {"1234567890": {"access_token": "…", "timezone": "Asia/Taipei", "plan": "high",
+                    "monthly_limit": null, "marketing_headroom_ratio": 0.05}}
+
+``monthly_limit`` null (the default) means "ask LINE's quota endpoint"; a number overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from tagline_platform.errors import ConfigurationError
+from tagline_platform.settings import ServiceSettings
+from tagline_sender.domain.delivery import RetryPolicy
+from tagline_sender.domain.pricing import DEFAULT_PLANS, Plan, PlanName
+from tagline_sender.domain.ratelimit import DEFAULT_LIMITS, RateLimit
+
+
+class ChannelConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_token: SecretStr
+    timezone: str = "Asia/Taipei"
+    plan: PlanName = PlanName.HIGH
+    monthly_limit: int | None = Field(default=None, ge=0)
+    marketing_headroom_ratio: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+class RateLimitSetting(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1)
+    window_s: float = Field(gt=0)
+
+
+class SenderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TAGLINE_SENDER_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    channels_file: Path | None = None
+    line_api_url: str = Field(
+        default="https://api.line.me", description="LINE Messaging API base URL (the emulator locally)."
+    )
+    database: str = "tagline_sender"
+    group_id: str = "tagline-sender"
+    instance_id: str = Field(default="", description="Names this instance in leases; random when empty.")
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    reply_token_ttl_s: float = Field(default=25.0, gt=0, description="Reply tokens older than this use push.")
+    concurrency: int = Field(default=32, ge=1, description="LINE calls in flight per instance.")
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0, description="A claimed delivery is reclaimed after this long.")
+    quota_refresh_s: float = Field(default=60.0, gt=0)
+    marketing_headroom_ratio: float = Field(
+        default=0.05, ge=0, le=1, description="Share of the monthly limit kept for transactional sends."
+    )
+    rate_limits: dict[str, RateLimitSetting] = Field(default_factory=dict)
+    rate_limit_safety: float = Field(default=0.9, gt=0, le=1)
+    plans: dict[PlanName, Plan] = Field(default_factory=dict)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=300.0, gt=0)
+    retry_window_h: float = Field(default=24.0, gt=0)
+    max_planned_recipients: int = Field(default=10_000_000, ge=1)
+
+    def load_channels(self) -> dict[str, ChannelConfig]:
+        channels = dict(self.channels)
+        if self.channels_file is not None:
+            try:
+                raw = json.loads(self.channels_file.read_text(encoding="utf-8"))
+                if not isinstance(raw, dict):
+                    raise TypeError("not a JSON object")
+                channels.update({str(k): ChannelConfig.model_validate(v) for k, v in raw.items()})
+            except (OSError, ValueError, TypeError, ValidationError) as exc:
+                raise ConfigurationError(
+                    f"cannot read sender channels from {self.channels_file}: {exc}"
+                ) from exc
+        return channels
+
+    def limits(self) -> dict[str, RateLimit]:
+        merged = dict(DEFAULT_LIMITS)
+        merged.update({name: RateLimit(s.limit, s.window_s) for name, s in self.rate_limits.items()})
+        return merged
+
+    def all_plans(self) -> dict[PlanName, Plan]:
+        return {**DEFAULT_PLANS, **self.plans}
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            base_s=self.retry_base_s, cap_s=self.retry_cap_s, window=timedelta(hours=self.retry_window_h)
+        )

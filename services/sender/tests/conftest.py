@@ -1,0 +1,165 @@
+"""Fixtures for sender tests: the LINE emulator over real HTTP, sender instances in-process, a Kafka producer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tagline_contracts import topics
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.members import FollowState, MemberChanged, MemberSnapshot
+from tagline_contracts.sending import SendMessages, SendRequested, send_request_key
+from tagline_line_emulator import Emulator, EmulatorConfig, serve
+from tagline_sender.app import create_app
+from tagline_sender.service import SenderService
+from tagline_sender.settings import SenderSettings
+
+CHANNEL = "1234567890"
+
+
+@dataclass
+class RunningSender:
+    service: SenderService
+    client: httpx.AsyncClient
+
+
+@dataclass
+class EmulatorHandle:
+    emu: Emulator
+    url: str
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[EmulatorHandle]:
+    emu = Emulator(EmulatorConfig())
+    async with serve(emu, host="127.0.0.1", port=0) as running:
+        yield EmulatorHandle(emu, running.url)
+
+
+SenderFactory = Callable[..., AbstractAsyncContextManager[RunningSender]]
+
+
+@pytest.fixture
+def start_sender(
+    line: EmulatorHandle, namespace: str, mongo_db: AsyncDatabase[dict[str, Any]], kafka_bootstrap: str
+) -> SenderFactory:
+    """``async with start_sender(**settings) as sender:`` runs one sender instance against the emulator."""
+
+    @asynccontextmanager
+    async def start(channel: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[RunningSender]:
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "channels": {CHANNEL: {"access_token": CHANNEL, **(channel or {})}},
+            "line_api_url": line.url,
+            "database": mongo_db.name,
+            "topic_namespace": namespace,
+            "topic_partitions": 3,
+            "group_id": f"{namespace}sender",
+            "poll_interval_s": 0.2,
+            "quota_refresh_s": 0.5,
+            "retry_base_s": 0.05,
+            "retry_cap_s": 0.5,
+            "request_timeout_s": 1.0,
+            "lease_s": 5.0,
+            "concurrency": 8,
+            **overrides,
+        }
+        settings = SenderSettings(**values)
+        app = create_app(settings)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client,
+        ):
+            yield RunningSender(app.state.service, client)
+
+    return start
+
+
+class Publisher:
+    def __init__(self, producer: AIOKafkaProducer, namespace: str) -> None:
+        self._producer = producer
+        self._namespace = namespace
+
+    async def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await self._producer.send_and_wait(f"{self._namespace}{topic}", value, key=key)
+
+    async def send(self, request: SendMessages | dict[str, Any], channel: str = CHANNEL) -> None:
+        payload = request if isinstance(request, SendMessages) else SendMessages.model_validate(request)
+        now = datetime.now(UTC)
+        envelope = SendRequested(
+            event_id=new_event_id(), channel_id=channel, occurred_at=now, produced_at=now, payload=payload
+        )
+        await self.raw(
+            topics.SEND_REQUESTS,
+            envelope.model_dump_json(by_alias=True).encode(),
+            send_request_key(channel, payload.target).encode(),
+        )
+
+    async def member(
+        self,
+        user_id: str,
+        *,
+        version: int = 1,
+        state: FollowState = FollowState.FOLLOWED,
+        tags: list[str] | None = None,
+        attributes: dict[str, Any] | None = None,
+        channel: str = CHANNEL,
+    ) -> None:
+        now = datetime.now(UTC)
+        change = MemberChanged(
+            user_id=user_id,
+            version=version,
+            changes=["followed" if state is FollowState.FOLLOWED else "blocked"],  # type: ignore[list-item]
+            snapshot=MemberSnapshot(
+                user_id=user_id, follow_state=state, tags=tags or [], attributes=attributes or {}
+            ),
+        )
+        envelope = {
+            "event_id": new_event_id(),
+            "channel_id": channel,
+            "occurred_at": now.isoformat(),
+            "produced_at": now.isoformat(),
+            "schema": "MemberChanged",
+            "payload": change.model_dump(mode="json"),
+        }
+        await self.raw(topics.MEMBER_CHANGES, json.dumps(envelope).encode(), f"{channel}:{user_id}".encode())
+
+
+@pytest.fixture
+async def publish(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Publisher]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        yield Publisher(producer, namespace)
+    finally:
+        await producer.stop()
+
+
+async def _eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or 'the condition'}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Awaitable[None]]:
+    """``await eventually(lambda: cond, timeout_s, what)``: poll a (sync or async) condition until true."""
+    return _eventually

@@ -1,0 +1,58 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tagline_contracts.sending import ReplyContext, SendCategory, SendMessages, SendMethod, UsersTarget, UserTarget
+from tagline_sender.domain.planning import InvalidRequest, batches, first_method, validate_messages
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+TTL = timedelta(seconds=25)
+TEXT = [{"type": "text", "text": "hi"}]
+
+
+def request(**kw: object) -> SendMessages:
+    values: dict[str, object] = {
+        "idempotency_key": "k",
+        "category": SendCategory.TRANSACTIONAL,
+        "messages": TEXT,
+        "target": UserTarget(user_id="U1"),
+        **kw,
+    }
+    return SendMessages.model_validate(values)
+
+
+def test_batches_hold_at_most_500_in_order() -> None:
+    ids = [f"U{i:05d}" for i in range(1_201)]
+    chunks = list(batches(ids))
+    assert [len(c) for c in chunks] == [500, 500, 201]
+    assert [u for c in chunks for u in c] == ids
+
+
+def test_fresh_reply_token_is_used_first_stale_one_is_not() -> None:
+    fresh = request(reply=ReplyContext(token="t", received_at=NOW - timedelta(seconds=5)))
+    stale = request(reply=ReplyContext(token="t", received_at=NOW - timedelta(seconds=40)))
+    assert first_method(fresh, 1, NOW, TTL) is SendMethod.REPLY
+    assert first_method(stale, 1, NOW, TTL) is SendMethod.PUSH
+    assert first_method(request(target=UsersTarget(user_ids=["a", "b"])), 2, NOW, TTL) is SendMethod.MULTICAST
+
+
+def test_messages_are_checked_with_the_sdk_models() -> None:
+    validate_messages([{"type": "text", "text": "hi"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}])
+    with pytest.raises(InvalidRequest, match=r"messages\[0\]"):
+        validate_messages([{"type": "text"}])
+    with pytest.raises(InvalidRequest, match=r"messages\[1\]"):
+        validate_messages([{"type": "text", "text": "ok"}, {"type": "hologram"}])
+    with pytest.raises(InvalidRequest, match="longer than 5000"):
+        validate_messages([{"type": "text", "text": "x" * 5_001}])
+
+
+def test_request_contract_rules() -> None:
+    with pytest.raises(ValueError, match="single-user"):
+        request(
+            target=UsersTarget(user_ids=["a", "b"]),
+            reply=ReplyContext(token="t", received_at=NOW),
+        )
+    with pytest.raises(ValueError, match="at most 5"):
+        request(messages=TEXT * 6)
+    with pytest.raises(ValueError, match="expires_at"):
+        request(not_before=NOW, expires_at=NOW)
