@@ -1,0 +1,53 @@
+"""``python -m tagline_line_emulator`` (or ``tagline-line-emulator``): the emulator as a standalone server.
+
+Options default from the environment: ``TAGLINE_EMULATOR_HOST`` (127.0.0.1), ``TAGLINE_EMULATOR_PORT`` (8090),
+``TAGLINE_EMULATOR_SPEC_PATH``, ``TAGLINE_EMULATOR_REPLY_TOKEN_TTL_S`` (30). SIGTERM or Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+import uvicorn
+
+from tagline_line_emulator.app import create_app
+from tagline_line_emulator.emulator import Emulator, EmulatorConfig
+from tagline_line_emulator.server import bind_socket, uvicorn_config
+from tagline_line_emulator.spec import find_spec
+
+log = logging.getLogger("tagline_line_emulator")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="tagline-line-emulator", description=__doc__)
+    parser.add_argument("--host", default=env.get("TAGLINE_EMULATOR_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("TAGLINE_EMULATOR_PORT", "8090")))
+    parser.add_argument("--spec-path", default=env.get("TAGLINE_EMULATOR_SPEC_PATH") or None)
+    parser.add_argument(
+        "--reply-token-ttl-s", type=float, default=float(env.get("TAGLINE_EMULATOR_REPLY_TOKEN_TTL_S", "30"))
+    )
+    parser.add_argument("--log-level", default=env.get("TAGLINE_EMULATOR_LOG_LEVEL", "info"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    spec = find_spec(args.spec_path)
+    emulator = Emulator(EmulatorConfig(reply_token_ttl_s=args.reply_token_ttl_s, spec_path=spec))
+    app = create_app(emulator)
+    sock = bind_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    log.info("LINE emulator listening on http://%s:%d (spec %s)", host, port, spec)
+    # uvicorn's own info lines (startup, shutdown) would repeat ours
+    server = uvicorn.Server(uvicorn_config(app, args.host, port, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

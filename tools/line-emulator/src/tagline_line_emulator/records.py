@@ -1,0 +1,171 @@
+"""What the emulator received and delivered, for tests and benchmarks to assert on.
+
+Sized for benchmarks: a million distinct recipients cost a few dict entries each. User ids are interned so a
+request's recipient tuple and the per-user counters share one string object; deliveries are counted per
+message fingerprint (a small int standing for the hash of the messages' canonical JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def fingerprint(messages: Any) -> str:
+    """A short hash of the canonical JSON of a request's ``messages``: same content, same fingerprint."""
+    canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def intern_ids(user_ids: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sys.intern(u) for u in user_ids)
+
+
+@dataclass(slots=True)
+class ReceivedRequest:
+    """One request as the emulator saw it. ``status`` None: no HTTP answer (dropped, or still pending)."""
+
+    seq: int
+    received_at: float  # the emulator's monotonic clock
+    wall_time: float  # seconds since the epoch
+    endpoint: str
+    channel: str  # "" when the request failed authentication
+    request_id: str
+    retry_key: str | None = None
+    status: int | None = None
+    accepted: bool = False  # answered 2xx (or would have, if dropped): processed, whatever the client saw
+    recipient_count: int = 0
+    recipients: tuple[str, ...] = ()  # the users it was delivered to (sends that were accepted)
+    fault: str | None = None
+    error: str | None = None  # the ``message`` of an error answer
+
+    def to_json(self, *, with_recipients: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "receivedAt": self.received_at,
+            "wallTime": self.wall_time,
+            "endpoint": self.endpoint,
+            "channel": self.channel,
+            "requestId": self.request_id,
+            "retryKey": self.retry_key,
+            "status": self.status,
+            "accepted": self.accepted,
+            "recipientCount": self.recipient_count,
+            "fault": self.fault,
+            "error": self.error,
+        }
+        if with_recipients:
+            out["recipients"] = list(self.recipients)
+        return out
+
+
+@dataclass(slots=True)
+class _ChannelLog:
+    deliveries: dict[str, int] = field(default_factory=dict)
+    by_fingerprint: dict[int, dict[str, int]] = field(default_factory=dict)
+    blocked_attempts: dict[str, int] = field(default_factory=dict)
+
+
+def _count(counter: dict[str, int], user_ids: Iterable[str]) -> None:
+    get = counter.get
+    for user in user_ids:
+        counter[user] = get(user, 0) + 1
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._channels: dict[str, _ChannelLog] = {}
+        self._fingerprint_ids: dict[str, int] = {}
+        self._fingerprints: list[str] = []
+
+    def add(self, request: ReceivedRequest) -> None:
+        self.requests.append(request)
+
+    def next_seq(self) -> int:
+        return len(self.requests) + 1
+
+    def _log(self, channel: str) -> _ChannelLog:
+        log = self._channels.get(channel)
+        if log is None:
+            log = self._channels[channel] = _ChannelLog()
+        return log
+
+    def deliver(self, channel: str, user_ids: tuple[str, ...], messages_fingerprint: str) -> None:
+        log = self._log(channel)
+        fp_id = self._fingerprint_ids.get(messages_fingerprint)
+        if fp_id is None:
+            fp_id = self._fingerprint_ids[messages_fingerprint] = len(self._fingerprints)
+            self._fingerprints.append(messages_fingerprint)
+        per_fp = log.by_fingerprint.get(fp_id)
+        if per_fp is None:
+            per_fp = log.by_fingerprint[fp_id] = {}
+        _count(log.deliveries, user_ids)
+        _count(per_fp, user_ids)
+
+    def blocked_attempt(self, channel: str, user_ids: Iterable[str]) -> None:
+        _count(self._log(channel).blocked_attempts, user_ids)
+
+    # --- queries -------------------------------------------------------------------------------------------
+
+    def deliveries(self, channel: str) -> dict[str, int]:
+        log = self._channels.get(channel)
+        return dict(log.deliveries) if log else {}
+
+    def duplicates(self, channel: str) -> dict[tuple[str, str], int]:
+        log = self._channels.get(channel)
+        if log is None:
+            return {}
+        out: dict[tuple[str, str], int] = {}
+        for fp_id, counts in log.by_fingerprint.items():
+            fp = self._fingerprints[fp_id]
+            for user, n in counts.items():
+                if n > 1:
+                    out[(user, fp)] = n
+        return out
+
+    def blocked_attempts(self, channel: str) -> dict[str, int]:
+        log = self._channels.get(channel)
+        return dict(log.blocked_attempts) if log else {}
+
+    def select(
+        self,
+        endpoint: str | None = None,
+        channel: str | None = None,
+        status: int | None = None,
+        *,
+        accepted: bool | None = None,
+    ) -> Iterator[ReceivedRequest]:
+        for r in self.requests:
+            if (
+                (endpoint is None or r.endpoint == endpoint)
+                and (channel is None or r.channel == channel)
+                and (status is None or r.status == status)
+                and (accepted is None or r.accepted == accepted)
+            ):
+                yield r
+
+    def max_in_window(
+        self, endpoint: str, channel: str | None = None, window_s: float = 1.0, *, accepted_only: bool = False
+    ) -> int:
+        """The most requests received within any ``window_s`` seconds (arrival times, sliding window)."""
+        times = sorted(
+            r.received_at for r in self.select(endpoint, channel, accepted=True if accepted_only else None)
+        )
+        best = 0
+        start = 0
+        for i, t in enumerate(times):
+            while times[start] <= t - window_s:  # the window is (t - window_s, t], as the rate limiter's
+                start += 1
+            best = max(best, i + 1 - start)
+        return best
+
+    def clear(self) -> None:
+        self.requests.clear()
+        self._channels.clear()
+        self._fingerprint_ids.clear()
+        self._fingerprints.clear()
