@@ -7,15 +7,17 @@ Options default from the environment: ``TAGLINE_EMULATOR_HOST`` (127.0.0.1), ``T
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 from collections.abc import Sequence
+from pathlib import Path
 
-import uvicorn
+import uvloop
 
-from tagline_line_emulator.app import create_app
 from tagline_line_emulator.emulator import Emulator, EmulatorConfig
-from tagline_line_emulator.server import bind_socket, uvicorn_config
+from tagline_line_emulator.server import serve
 from tagline_line_emulator.spec import find_spec
 
 log = logging.getLogger("tagline_line_emulator")
@@ -34,19 +36,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def run(emulator: Emulator, host: str, port: int, spec: Path) -> None:
+    """Serve until SIGTERM or SIGINT, then stop (pending fault sleeps end at once)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(emulator, host, port) as running:
+        log.info("LINE emulator listening on %s (spec %s)", running.url, spec)
+        await stop.wait()
+    log.info("LINE emulator stopped")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     spec = find_spec(args.spec_path)
     emulator = Emulator(EmulatorConfig(reply_token_ttl_s=args.reply_token_ttl_s, spec_path=spec))
-    app = create_app(emulator)
-    sock = bind_socket(args.host, args.port)
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    log.info("LINE emulator listening on http://%s:%d (spec %s)", host, port, spec)
-    # uvicorn's own info lines (startup, shutdown) would repeat ours
-    server = uvicorn.Server(uvicorn_config(app, args.host, port, log_level="warning"))
-    server.run(sockets=[sock])
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(emulator, args.host, args.port, spec))
 
 
 if __name__ == "__main__":

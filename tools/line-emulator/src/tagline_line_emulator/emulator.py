@@ -382,7 +382,7 @@ class Emulator:
 
     def _broadcast(self, exchange: Exchange, now: float) -> Answer:
         body, record = self._valid_body(exchange.call), exchange.record
-        self._send(record, self._channel(record.channel).friends, body["messages"])
+        self._send(record, self._audience(record.channel), body["messages"])
         self._remember_key(record, now)
         return Answer(200, {})
 
@@ -390,7 +390,7 @@ class Emulator:
         """To the friends minus blocked, at most ``limit.max`` (``recipient`` and ``filter`` are ignored)."""
         body, record = self._valid_body(exchange.call), exchange.record
         state = self._channel(record.channel)
-        audience = state.friends
+        audience = self._audience(record.channel)
         limit = body.get("limit")
         if isinstance(limit, dict) and isinstance(limit.get("max"), int):
             audience = audience[: limit["max"]]
@@ -398,6 +398,13 @@ class Emulator:
         state.narrowcasts[record.request_id] = _Narrowcast(delivered, record.wall_time)
         self._remember_key(record, now)
         return Answer(202, {})
+
+    def _audience(self, channel: str) -> tuple[str, ...]:
+        """Broadcast and narrowcast go to the friends who have not blocked the channel."""
+        state = self._channel(channel)
+        if not state.blocked:
+            return state.friends
+        return tuple(u for u in state.friends if u not in state.blocked)
 
     def _check_retry_key(self, channel: str, key: str, now: float) -> None:
         if not is_valid_retry_key(key):
