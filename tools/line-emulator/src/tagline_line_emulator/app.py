@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -117,7 +118,7 @@ class EmulatorApp:
                 await read_body(receive)
                 status = 405 if path in _KNOWN_PATHS else 404
                 message = "Method not allowed" if status == 405 else NOT_FOUND
-                await send_json(send, status, {"message": message}, "-")
+                await send_json(send, status, {"message": message}, str(uuid.uuid4()))
                 return
         await self._line(endpoint, user_id, scope, receive, send)
 

@@ -65,9 +65,13 @@ def _bad_request(exc: Exception) -> HTTPException:
     return HTTPException(status_code=422, detail=str(exc))
 
 
-def create_control_app(emulator: Emulator) -> FastAPI:  # noqa: PLR0915 (one route table)
-    app = FastAPI(title="LINE emulator control API", root_path="", docs_url="/_emulator/docs", redoc_url=None)
-    app.openapi_url = "/_emulator/openapi.json"
+def create_control_app(emulator: Emulator) -> FastAPI:
+    app = FastAPI(
+        title="LINE emulator control API",
+        docs_url="/_emulator/docs",
+        openapi_url="/_emulator/openapi.json",
+        redoc_url=None,
+    )
     prefix = "/_emulator"
     emu = emulator
 

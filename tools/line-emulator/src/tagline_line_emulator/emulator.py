@@ -27,7 +27,7 @@ from tagline_line_emulator.faults import Fault, FaultBook
 from tagline_line_emulator.limits import SlidingWindowLimiter
 from tagline_line_emulator.points import GrantRequest, IdempotencyConflict, PointsLedger
 from tagline_line_emulator.quota import Quota
-from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint, intern_ids
+from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint
 from tagline_line_emulator.reply_tokens import ReplyTokenBook
 from tagline_line_emulator.retry_keys import RETRY_KEY_TTL_S, AcceptedKey, RetryKeyTable, is_valid_retry_key
 from tagline_line_emulator.spec import BodyValidator
@@ -219,7 +219,7 @@ class Emulator:
 
     def set_friends(self, channel: str, user_ids: Iterable[str]) -> None:
         """The channel's friends: the audience of broadcast and narrowcast (blocked ones excluded)."""
-        self._channel(channel).friends = intern_ids(dict.fromkeys(user_ids))
+        self._channel(channel).friends = tuple(dict.fromkeys(user_ids))
 
     def friends(self, channel: str) -> tuple[str, ...]:
         return self._channel(channel).friends
@@ -449,7 +449,7 @@ class Emulator:
         """Deliver to every non-blocked recipient within the quota; returns how many got it."""
         state = self._channel(record.channel)
         blocked = state.blocked
-        recipients = intern_ids(to)
+        recipients = tuple(to)
         if blocked:
             delivered = tuple(u for u in recipients if u not in blocked)
             refused = [u for u in recipients if u in blocked] if len(delivered) < len(recipients) else []
@@ -529,7 +529,7 @@ class Emulator:
         except IdempotencyConflict as conflict:
             raise _Rejected(422, str(conflict)) from None
         if not replayed:
-            record.recipients = intern_ids((request.user_id,))
+            record.recipients = (request.user_id,)
             record.recipient_count = 1
         headers = (("Idempotent-Replayed", "true"),) if replayed else ()
         return Answer(200, grant.to_json(), headers)

@@ -47,6 +47,7 @@ def uvicorn_config(app: EmulatorApp, host: str, port: int, log_level: str = "war
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # leave the process's logging set-up alone
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=2,

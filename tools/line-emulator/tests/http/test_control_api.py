@@ -137,3 +137,12 @@ async def test_points_inspection(http: aiohttp.ClientSession, channel: str) -> N
 async def test_health_needs_no_auth(http: aiohttp.ClientSession) -> None:
     async with http.get(f"{C}/health", headers={"Authorization": ""}) as resp:
         assert (resp.status, await resp.json()) == (200, {"ok": True})
+
+
+async def test_control_api_documents_itself(http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{C}/openapi.json") as resp:
+        paths = (await resp.json())["paths"]
+    assert f"{C}/channels/{{channel}}/reply-tokens" in paths
+    async with http.get(f"{C}/docs") as resp:
+        assert resp.status == 200
+        assert f"{C}/openapi.json" in await resp.text()
