@@ -66,7 +66,7 @@ async def drop_connection(send: Send) -> None:
     Under uvicorn ``send`` is a method of the request's cycle, which holds the transport: abort it, then
     give the event loop a few turns so uvicorn marks the cycle disconnected (and does not answer 500 when
     the app returns). Elsewhere, fall back to starting a response that never completes: the server then
-    closes the connection mid-response, which a client also sees as a broken connection.
+    closes the connection mid-body (weaker: the client has seen a status line).
     """
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tagline_line_emulator import Emulator, Fault
+from tagline_line_emulator import Emulator, Fault, RunningEmulator
 
 Text = Callable[[str], list[dict[str, str]]]
 PUSH = "/v2/bot/message/push"
@@ -115,6 +115,16 @@ async def test_drop_is_a_connection_error_and_has_no_effect(
     assert emu.deliveries(channel) == {}
     async with http.post(PUSH, json={"to": "U1", "messages": text("x")}) as resp:  # the server is fine
         assert resp.status == 200
+
+
+async def test_drop_writes_not_a_single_byte(running: RunningEmulator, emu: Emulator) -> None:
+    emu.inject(Fault(endpoint="quota", kind="drop", times=1))
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    writer.write(b"GET /v2/bot/message/quota HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer c\r\n\r\n")
+    await writer.drain()
+    received = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert received == b""  # EOF before any status line, as from a crashed server
 
 
 async def test_drop_after_accept_is_a_connection_error_but_delivered(

@@ -8,9 +8,12 @@ import pytest
 from linebot.v3.messaging import (
     AsyncApiClient,
     AsyncMessagingApi,
+    BroadcastRequest,
     Configuration,
     MulticastRequest,
+    NarrowcastRequest,
     PushMessageRequest,
+    ReplyMessageRequest,
     TextMessage,
 )
 from linebot.v3.messaging.exceptions import ApiException
@@ -47,3 +50,25 @@ async def test_sdk_push_multicast_quota_and_errors(
         assert limited.value.status == 429
         assert "monthly limit" in str(limited.value.body)
     assert emu.deliveries(channel) == {"U1": 1, "U2": 1, "U3": 1}
+
+
+async def test_sdk_reply_broadcast_narrowcast_progress_and_profile(
+    running: RunningEmulator, emu: Emulator, channel: str
+) -> None:
+    emu.set_friends(channel, ["U1", "U2"])
+    async with AsyncApiClient(Configuration(host=running.url, access_token=channel)) as client:
+        api = AsyncMessagingApi(client)
+        token = emu.issue_reply_token(channel, "U1")
+        replied = await api.reply_message(
+            ReplyMessageRequest(reply_token=token, messages=[TextMessage(text="hi")])
+        )
+        assert len(replied.sent_messages) == 1
+        await api.broadcast(BroadcastRequest(messages=[TextMessage(text="all")]))
+        sent = await api.narrowcast_with_http_info(NarrowcastRequest(messages=[TextMessage(text="some")]))
+        assert sent.status_code == 202
+        progress = await api.get_narrowcast_progress(sent.headers["X-Line-Request-Id"])
+        assert (progress.phase, progress.success_count, progress.target_count) == ("succeeded", 2, 2)
+        profile = await api.get_profile("U2")
+        assert profile.user_id == "U2"
+        assert profile.display_name
+    assert emu.deliveries(channel) == {"U1": 3, "U2": 2}
