@@ -1,4 +1,4 @@
-"""Fixtures for sender tests: the LINE emulator over real HTTP, sender instances in-process, a Kafka producer."""
+"""Fixtures for sender tests: the LINE emulator over real HTTP, senders in-process, a Kafka producer."""
 
 from __future__ import annotations
 
@@ -52,7 +52,11 @@ SenderFactory = Callable[..., AbstractAsyncContextManager[RunningSender]]
 
 @pytest.fixture
 def start_sender(
-    line: EmulatorHandle, namespace: str, mongo_db: AsyncDatabase[dict[str, Any]], kafka_bootstrap: str
+    line: EmulatorHandle,
+    namespace: str,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    kafka_bootstrap: str,
+    mongodb_url: str,
 ) -> SenderFactory:
     """``async with start_sender(**settings) as sender:`` runs one sender instance against the emulator."""
 
@@ -60,6 +64,7 @@ def start_sender(
     async def start(channel: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[RunningSender]:
         values: dict[str, Any] = {
             "kafka_bootstrap_servers": kafka_bootstrap,
+            "mongodb_url": mongodb_url,
             "channels": {CHANNEL: {"access_token": CHANNEL, **(channel or {})}},
             "line_api_url": line.url,
             "database": mongo_db.name,
@@ -146,7 +151,9 @@ async def publish(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Publish
         await producer.stop()
 
 
-async def _eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 20.0, what: str = "") -> None:
+async def _eventually(
+    check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 20.0, what: str = ""
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()

@@ -81,7 +81,7 @@ class SendMessages(Contract):
     def _typed_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for index, message in enumerate(messages):
             if not isinstance(message.get("type"), str):
-                raise ValueError(f"messages[{index}] has no string 'type'")
+                raise ValueError(f"messages[{index}] has no string 'type'")  # noqa: TRY004 - pydantic needs ValueError
         return messages
 
     @model_validator(mode="after")
@@ -132,7 +132,7 @@ class SendResulted(Envelope[SendResult]):
 
 
 def send_request_key(channel_id: str, target: UserTarget | UsersTarget | SegmentTarget) -> str:
-    """Kafka key of a send request: ``channel:userId`` for one user, ``channel:users`` / ``channel:segment``."""
+    """Kafka key of a send request: ``channel:userId`` (one user), ``channel:users`` / ``channel:segment``."""
     if isinstance(target, UserTarget):
         return f"{channel_id}:{target.user_id}"
     return f"{channel_id}:{target.kind}"

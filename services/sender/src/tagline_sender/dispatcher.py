@@ -89,12 +89,12 @@ class RateLimiter:
         if window is None:
             window = self._windows[(channel_id, endpoint)] = SlidingWindow(self._rate(endpoint))
         loop = asyncio.get_running_loop()
-        while (wait := window.try_acquire(loop.time())) > 0:
+        while (wait := window.try_acquire(loop.time())) > 0:  # noqa: ASYNC110 - sleep until a slot frees
             await asyncio.sleep(wait)
 
 
 class Dispatcher:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the composition root passes the collaborators in order
         self,
         store: SenderStore,
         quota: QuotaKeeper,
@@ -221,63 +221,34 @@ class Dispatcher:
 
     # ---- one attempt -----------------------------------------------------------------------------------
     async def process(self, delivery_id: str) -> None:
+        """One attempt at one delivery, if it is still pending and due (else another worker has it)."""
         now = self._clock()
         token = uuid.uuid4().hex
         doc = await self._store.claim(delivery_id, now, now + self._config.lease, token)
         if doc is None:
-            return  # not due, not pending, or another worker has it
-        send = await self._send(doc["send_id"])
-        channel_id: str = doc["channel_id"]
-        config = self._channels.get(channel_id)
-        if config is None:
-            await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason="unknown channel")
             return
-        if doc.get("unsendable"):
-            await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=doc["unsendable"])
-            return
+        config = self._channels.get(doc["channel_id"])
         hold = Hold(**doc["hold"]) if doc.get("hold") else None
-        if doc.get("expires_at") and now >= doc["expires_at"]:
-            if hold:
+        reason = doc.get("unsendable") or (None if config else "unknown channel")
+        if reason is None and doc.get("expires_at") and now >= doc["expires_at"]:
+            reason = "expired before it could be sent"
+            if hold:  # an unanswered attempt may have been delivered: keep it counted then
                 await self._quota.settle(hold, used=bool(doc.get("ambiguous")))
-            await self._finish(
-                doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason="expired before sent"
-            )
+        if reason is not None or config is None:
+            await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=reason)
             return
         method = SendMethod(doc["method"])
         if method is SendMethod.REPLY and now - doc["reply_received_at"] >= self._config.reply_ttl:
             method = SendMethod.PUSH  # the token went stale while waiting: push instead
         recipients = await self._store.get_recipients(delivery_id)
         if method is not SendMethod.REPLY and hold is None:
-            recipients = await self._without_blocked(channel_id, delivery_id, recipients)
-            if not recipients:
-                await self._finish(
-                    doc,
-                    token,
-                    DeliveryState.FAILED,
-                    SendOutcome.FAILED,
-                    reason="every recipient has blocked the account",
-                )
+            prepared = await self._reserve(doc, token, method, recipients, now)
+            if prepared is None:
                 return
-            if method is SendMethod.MULTICAST and len(recipients) == 1:
-                method = SendMethod.PUSH
-            hold = await self._quota.reserve(
-                channel_id, delivery_id, len(recipients), SendCategory(doc["category"]), now
-            )
-            if hold is None:
-                await self._defer(doc, token, "monthly quota (after transactional headroom) is used up")
-                return
-            await self._store.deliveries.update_one(
-                {"_id": delivery_id, "claim": token},
-                {
-                    "$set": {
-                        "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
-                        "method": method.value,
-                    }
-                },
-            )
+            method, recipients, hold = prepared
+        send = await self._send(doc["send_id"])
         body = self._body(method, recipients, send["request"]["messages"], doc)
-        await self._limiter.acquire(channel_id, method.value)
-        attempts = int(doc.get("attempts", 0)) + 1
+        await self._limiter.acquire(doc["channel_id"], method.value)
         first_attempt_at = doc.get("first_attempt_at") or self._clock()
         answer = await self._line.send(
             method,
@@ -285,7 +256,53 @@ class Dispatcher:
             body,
             None if method is SendMethod.REPLY else doc["retry_key"],
         )
+        await self._record(doc, token, method, recipients, hold, answer, first_attempt_at)
+
+    async def _reserve(
+        self, doc: Doc, token: str, method: SendMethod, recipients: list[str], now: datetime
+    ) -> tuple[SendMethod, list[str], Hold] | None:
+        """Drop blocked recipients, hold their quota; ``None`` if the delivery was finished or deferred."""
+        recipients = await self._without_blocked(doc["channel_id"], doc["_id"], recipients)
+        if not recipients:
+            await self._finish(
+                doc,
+                token,
+                DeliveryState.FAILED,
+                SendOutcome.FAILED,
+                reason="every recipient has blocked the account",
+            )
+            return None
+        if method is SendMethod.MULTICAST and len(recipients) == 1:
+            method = SendMethod.PUSH
+        category = SendCategory(doc["category"])
+        hold = await self._quota.reserve(doc["channel_id"], doc["_id"], len(recipients), category, now)
+        if hold is None:
+            await self._defer(doc, token, "monthly quota (after transactional headroom) is used up")
+            return None
+        await self._store.deliveries.update_one(
+            {"_id": doc["_id"], "claim": token},
+            {
+                "$set": {
+                    "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
+                    "method": method.value,
+                }
+            },
+        )
+        return method, recipients, hold
+
+    async def _record(  # noqa: PLR0917 - private; one call site
+        self,
+        doc: Doc,
+        token: str,
+        method: SendMethod,
+        recipients: list[str],
+        hold: Hold | None,
+        answer: Answer,
+        first_attempt_at: datetime,
+    ) -> None:
+        """Apply LINE's answer: settle the quota hold, then move the delivery on (claim-token predicate)."""
         now = self._clock()
+        attempts = int(doc.get("attempts", 0)) + 1
         decision = decide(
             Attempted(method, attempts, first_attempt_at, bool(doc.get("ambiguous"))),
             answer,
@@ -294,15 +311,10 @@ class Dispatcher:
             self._rng,
         )
         used_before = None
-        if hold is not None:
-            if decision.quota is QuotaAction.CONFIRM:
-                used_before = await self._quota.settle(hold, used=True)
-            elif decision.quota is QuotaAction.RELEASE:
-                await self._quota.settle(hold, used=False)
-            elif decision.quota is QuotaAction.EXHAUSTED:
-                await self._quota.settle(hold, used=False)
+        if hold is not None and decision.quota is not QuotaAction.KEEP:
+            used_before = await self._quota.settle(hold, used=decision.quota is QuotaAction.CONFIRM)
+            if decision.quota is QuotaAction.EXHAUSTED:
                 await self._quota.mark_exhausted(hold.ledger_id)
-        keep_hold = hold is not None and decision.quota is QuotaAction.KEEP
         common = {
             "attempts": attempts,
             "first_attempt_at": first_attempt_at,
@@ -311,42 +323,31 @@ class Dispatcher:
             "ambiguous": bool(doc.get("ambiguous")) or decision.ambiguous,
             "method": (decision.switch_to or method).value,
         }
-        unset = () if keep_hold else ("hold",)
+        unset = () if hold is not None and decision.quota is QuotaAction.KEEP else ("hold",)
         if decision.state is DeliveryState.PENDING:
-            await self._store.transition(
-                delivery_id,
-                token,
-                {**common, "state": DeliveryState.PENDING.value, "next_attempt_at": decision.next_attempt_at},
-                ("claim", *unset),
-            )
-            if decision.next_attempt_at and decision.next_attempt_at - now < timedelta(
-                seconds=self._config.poll_interval_s
-            ):
-                self.enqueue(delivery_id, doc["category"], decision.next_attempt_at)
-            return
-        if decision.state is DeliveryState.DEFERRED:
+            due = decision.next_attempt_at or now
+            fields = {**common, "state": DeliveryState.PENDING.value, "next_attempt_at": due}
+            await self._store.transition(doc["_id"], token, fields, ("claim", *unset))
+            if due - now < timedelta(seconds=self._config.poll_interval_s):
+                self.enqueue(doc["_id"], doc["category"], due)
+        elif decision.state is DeliveryState.DEFERRED:
             await self._defer(doc, token, decision.reason or "deferred", extra=common, unset=unset)
-            return
-        counted = (
-            len(recipients)
-            if (method is not SendMethod.REPLY and decision.quota is QuotaAction.CONFIRM)
-            else 0
-        )
-        cost = self._cost(channel_id, used_before, counted)
-        await self._finish(
-            doc,
-            token,
-            decision.state,
-            decision.outcome or SendOutcome.FAILED,
-            reason=decision.reason,
-            answer=answer,
-            method=method,
-            recipients=recipients,
-            counted=counted,
-            cost=cost,
-            extra=common,
-            unset=unset,
-        )
+        else:
+            counted = len(recipients) if hold is not None and decision.quota is QuotaAction.CONFIRM else 0
+            await self._finish(
+                doc,
+                token,
+                decision.state,
+                decision.outcome or SendOutcome.FAILED,
+                reason=decision.reason,
+                answer=answer,
+                method=method,
+                recipients=recipients,
+                counted=counted,
+                cost=self._cost(doc["channel_id"], used_before, counted),
+                extra=common,
+                unset=unset,
+            )
 
     # ---- helpers ---------------------------------------------------------------------------------------
     async def _send(self, send_id: str) -> Doc:

@@ -108,7 +108,7 @@ def register(
         max_poll_interval_ms=600_000,
     )
     async def on_send_request(message: KafkaMessage) -> None:
-        record = message.raw_message
+        record: Any = message.raw_message
         try:
             envelope = SendRequested.model_validate_json(record.value)
             await planner.plan(

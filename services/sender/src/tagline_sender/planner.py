@@ -153,7 +153,7 @@ class Planner:
         )
         return SendState.PLANNED
 
-    async def _planned_nothing(
+    async def _planned_nothing(  # noqa: PLR0917 - private
         self, send_id: str, channel_id: str, request: SendMessages, partition: int, now: datetime, reason: str
     ) -> None:
         """Record a request that results in no LINE call, with a failed result that says why."""
@@ -163,7 +163,7 @@ class Planner:
             self._enqueue(delivery["_id"], delivery["category"], now)
         await self._store.update_send(send_id, {"state": SendState.PLANNED, "batches": 1, "planned_at": now})
 
-    def _delivery(
+    def _delivery(  # noqa: PLR0917 - private; called from two places with the same shape
         self,
         send_id: str,
         channel_id: str,

@@ -117,5 +117,5 @@ class QuotaKeeper:
                 return int(remaining)
             fields = {"limit": limit, "external": external, "remaining": remaining}
             if await self._store.compare_and_set_ledger(doc["_id"], doc["rev"], fields):
-                return remaining
+                return int(remaining)
         raise InfrastructureUnavailable(f"quota ledger of {channel_id} kept changing during reconciliation")

@@ -1,4 +1,4 @@
-"""The running sender: Kafka subscribers, the dispatcher and the quota refresher, started and stopped together.
+"""The running sender: Kafka subscribers, dispatcher and quota refresher, started and stopped together.
 
 Tests start several of these in one process (each with its own broker, Mongo client and dispatcher) to race
 instances against one channel.

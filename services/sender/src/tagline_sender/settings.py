@@ -87,13 +87,12 @@ class SenderSettings(ServiceSettings):
         if self.channels_file is not None:
             try:
                 raw = json.loads(self.channels_file.read_text(encoding="utf-8"))
-                if not isinstance(raw, dict):
-                    raise TypeError("not a JSON object")
-                channels.update({str(k): ChannelConfig.model_validate(v) for k, v in raw.items()})
+                loaded = {str(k): ChannelConfig.model_validate(v) for k, v in dict(raw).items()}
             except (OSError, ValueError, TypeError, ValidationError) as exc:
                 raise ConfigurationError(
                     f"cannot read sender channels from {self.channels_file}: {exc}"
                 ) from exc
+            channels.update(loaded)
         return channels
 
     def limits(self) -> dict[str, RateLimit]:

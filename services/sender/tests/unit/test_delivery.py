@@ -19,7 +19,9 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 POLICY = RetryPolicy()
 
 
-def attempt(method: SendMethod = SendMethod.PUSH, n: int = 1, *, ambiguous: bool = False, age_h: float = 0) -> Attempted:
+def attempt(
+    method: SendMethod = SendMethod.PUSH, n: int = 1, *, ambiguous: bool = False, age_h: float = 0
+) -> Attempted:
     return Attempted(method, n, NOW - timedelta(hours=age_h), ambiguous)
 
 
@@ -50,7 +52,11 @@ def test_classify(status: int, body: dict[str, str] | None, kind: AnswerKind) ->
 def test_accepted_and_409_confirm_the_reservation() -> None:
     for kind in (AnswerKind.OK, AnswerKind.DUPLICATE):
         d = decide(attempt(), Answer(kind), NOW, POLICY, random.Random(1))
-        assert (d.state, d.quota, d.outcome) == (DeliveryState.SENT, QuotaAction.CONFIRM, SendOutcome.ACCEPTED)
+        assert (d.state, d.quota, d.outcome) == (
+            DeliveryState.SENT,
+            QuotaAction.CONFIRM,
+            SendOutcome.ACCEPTED,
+        )
 
 
 def test_a_reply_reserves_nothing() -> None:
@@ -71,7 +77,13 @@ def test_server_errors_retry_with_growing_backoff_and_keep_the_reservation() -> 
 
 
 def test_after_the_retry_window_it_fails_and_keeps_the_messages_counted() -> None:
-    d = decide(attempt(n=40, age_h=24), Answer(AnswerKind.UNAVAILABLE, detail="timed out"), NOW, POLICY, random.Random(1))
+    d = decide(
+        attempt(n=40, age_h=24),
+        Answer(AnswerKind.UNAVAILABLE, detail="timed out"),
+        NOW,
+        POLICY,
+        random.Random(1),
+    )
     assert (d.state, d.outcome) == (DeliveryState.FAILED, SendOutcome.FAILED)
     assert d.quota is QuotaAction.CONFIRM  # it may have been delivered: never give the quota back
 
@@ -84,7 +96,11 @@ def test_rate_limited_retries_later() -> None:
 
 def test_monthly_limit_defers_and_marks_the_ledger() -> None:
     d = decide(attempt(), Answer(AnswerKind.MONTHLY_LIMIT, 429), NOW, POLICY, random.Random(1))
-    assert (d.state, d.quota, d.outcome) == (DeliveryState.DEFERRED, QuotaAction.EXHAUSTED, SendOutcome.DEFERRED)
+    assert (d.state, d.quota, d.outcome) == (
+        DeliveryState.DEFERRED,
+        QuotaAction.EXHAUSTED,
+        SendOutcome.DEFERRED,
+    )
 
 
 def test_other_client_errors_fail_and_release() -> None:
@@ -94,13 +110,18 @@ def test_other_client_errors_fail_and_release() -> None:
 
 
 def test_stale_reply_token_falls_back_to_push() -> None:
-    d = decide(attempt(SendMethod.REPLY), Answer(AnswerKind.INVALID_REPLY_TOKEN, 400), NOW, POLICY, random.Random(1))
+    d = decide(
+        attempt(SendMethod.REPLY), Answer(AnswerKind.INVALID_REPLY_TOKEN, 400), NOW, POLICY, random.Random(1)
+    )
     assert (d.state, d.switch_to, d.next_attempt_at) == (DeliveryState.PENDING, SendMethod.PUSH, NOW)
 
 
 def test_reply_token_refused_after_an_unanswered_reply_is_not_pushed_again() -> None:
     d = decide(
-        attempt(SendMethod.REPLY, n=2, ambiguous=True), Answer(AnswerKind.INVALID_REPLY_TOKEN, 400), NOW, POLICY,
+        attempt(SendMethod.REPLY, n=2, ambiguous=True),
+        Answer(AnswerKind.INVALID_REPLY_TOKEN, 400),
+        NOW,
+        POLICY,
         random.Random(1),
     )
     assert d.state is DeliveryState.SENT and d.switch_to is None

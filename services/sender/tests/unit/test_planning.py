@@ -2,7 +2,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tagline_contracts.sending import ReplyContext, SendCategory, SendMessages, SendMethod, UsersTarget, UserTarget
+from tagline_contracts.sending import (
+    ReplyContext,
+    SendCategory,
+    SendMessages,
+    SendMethod,
+    UsersTarget,
+    UserTarget,
+)
 from tagline_sender.domain.planning import InvalidRequest, batches, first_method, validate_messages
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -37,7 +44,9 @@ def test_fresh_reply_token_is_used_first_stale_one_is_not() -> None:
 
 
 def test_messages_are_checked_with_the_sdk_models() -> None:
-    validate_messages([{"type": "text", "text": "hi"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}])
+    validate_messages(
+        [{"type": "text", "text": "hi"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}]
+    )
     with pytest.raises(InvalidRequest, match=r"messages\[0\]"):
         validate_messages([{"type": "text"}])
     with pytest.raises(InvalidRequest, match=r"messages\[1\]"):

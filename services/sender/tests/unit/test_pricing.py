@@ -41,7 +41,12 @@ def test_cost_is_additive_across_sends() -> None:
 
 def test_tiers_must_be_ordered_and_end_open() -> None:
     with pytest.raises(ValidationError, match="open-ended"):
-        Plan(name=PlanName.HIGH, monthly_fee_ntd=Decimal(1), free_messages=1, extra_tiers=(Tier(up_to=5, price_ntd=Decimal(1)),))
+        Plan(
+            name=PlanName.HIGH,
+            monthly_fee_ntd=Decimal(1),
+            free_messages=1,
+            extra_tiers=(Tier(up_to=5, price_ntd=Decimal(1)),),
+        )
     with pytest.raises(ValidationError, match="increasing"):
         Plan(
             name=PlanName.HIGH,

@@ -7,7 +7,7 @@ from tagline_sender.domain.ratelimit import RateLimit, SlidingWindow
 
 def run(window: SlidingWindow, arrivals: list[float]) -> list[float]:
     """Start every arrival as soon as the window allows; returns the start times."""
-    starts = []
+    starts: list[float] = []
     for t in sorted(arrivals):
         now = max(t, starts[-1] if starts else t)
         while (wait := window.try_acquire(now)) > 0:

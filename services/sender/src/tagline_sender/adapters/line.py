@@ -50,11 +50,18 @@ def _header(headers: Any, name: str) -> str | None:
 
 class SdkLineGateway:
     def __init__(self, base_url: str, *, timeout_s: float, pool_size: int) -> None:
-        configuration = Configuration(host=base_url.rstrip("/"))
-        configuration.connection_pool_maxsize = pool_size
-        self._client = AsyncApiClient(configuration)
-        self._api = AsyncMessagingApi(self._client)
+        # The access token travels with each call; the client's default one is never used.
+        self._configuration = Configuration(host=base_url.rstrip("/"), access_token="")
+        self._configuration.connection_pool_maxsize = pool_size
+        self._client: AsyncApiClient | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    @property
+    def _api(self) -> AsyncMessagingApi:
+        # Created on first use, inside the running event loop (aiohttp sessions belong to one loop).
+        if self._client is None:
+            self._client = AsyncApiClient(self._configuration)
+        return AsyncMessagingApi(self._client)
 
     async def send(
         self, method: SendMethod, access_token: str, body: dict[str, Any], retry_key: str | None
@@ -102,4 +109,6 @@ class SdkLineGateway:
             raise InfrastructureUnavailable(f"LINE unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

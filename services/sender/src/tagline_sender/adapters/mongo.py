@@ -10,15 +10,17 @@
   claim token, so two instances can never both act on one delivery. ``recipients`` holds each delivery's
   user ids apart, so scans of ``deliveries`` stay small.
 * ``quota``: the monthly ledger, one document per (channel, month); see :mod:`tagline_sender.domain.quota`.
-  Every reservation is a single conditional update (``remaining >= need`` and this delivery holds nothing
-  yet), which is what keeps the limit with any number of instances. Holds are kept per delivery in
-  ``holds.<id>``, which makes reserve / confirm / release idempotent.
+  Every change of a ledger is a read-check-write under a per-ledger :class:`DocumentLock` (a unique
+  insert), which is what keeps the limit with any number of instances: FerretDB, unlike MongoDB, does not
+  apply a conditional update atomically. Holds are kept per delivery in ``holds.<id>``, which makes
+  reserve / confirm / release idempotent.
 
 Only operations FerretDB 1.x supports are used (DESIGN.md §4): no transactions, no ``$expr``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -29,6 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tagline_contracts.members import FollowState, MemberChanged
+from tagline_platform.mongo import DocumentLock
 from tagline_sender.domain.delivery import DeliveryState
 
 Doc = dict[str, Any]
@@ -48,6 +51,9 @@ class SenderStore:
         self.deliveries = db["deliveries"]
         self.recipients = db["recipients"]
         self.quota = db["quota"]
+        # Every ledger change happens under this lock: FerretDB does not apply conditional updates
+        # atomically (see DocumentLock), and the quota must hold with any number of instances.
+        self._lock = DocumentLock(db["locks"])
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("channel_id", ASCENDING), ("follow_state", ASCENDING)])
@@ -133,30 +139,24 @@ class SenderStore:
         return [doc async for doc in cursor]
 
     async def delivery_summary(self, send_id: str) -> dict[str, dict[str, int]]:
-        """Per delivery state: how many deliveries and recipients ($group with $sum only, FerretDB-safe)."""
-        pipeline = [
-            {"$match": {"send_id": send_id}},
-            {
-                "$group": {
-                    "_id": "$state",
-                    "deliveries": {"$sum": 1},
-                    "recipients": {"$sum": "$recipient_count"},
-                }
-            },
-        ]
-        cursor = await self.deliveries.aggregate(pipeline)
-        return {
-            doc["_id"]: {"deliveries": doc["deliveries"], "recipients": doc["recipients"]}
-            async for doc in cursor
-        }
+        """Per delivery state: how many deliveries and recipients.
+
+        Summed here rather than with ``$group``: FerretDB 1.24 returns 0 for ``{"$sum": "$field"}`` after a
+        ``$match`` stage.
+        """
+        summary: dict[str, dict[str, int]] = {}
+        cursor = self.deliveries.find({"send_id": send_id}, {"state": 1, "recipient_count": 1})
+        async for doc in cursor:
+            entry = summary.setdefault(doc["state"], {"deliveries": 0, "recipients": 0})
+            entry["deliveries"] += 1
+            entry["recipients"] += int(doc.get("recipient_count", 0))
+        return summary
 
     # ---- deliveries ------------------------------------------------------------------------------------
     async def add_delivery(self, delivery: Doc, recipients: list[str]) -> Doc | None:
         """Store a delivery and its recipients; returns the existing delivery if one has that id already."""
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # written by an earlier, interrupted planning
             await self.recipients.insert_one({"_id": delivery["_id"], "user_ids": recipients})
-        except DuplicateKeyError:
-            pass  # written by an earlier, interrupted planning of the same request
         try:
             await self.deliveries.insert_one(delivery)
         except DuplicateKeyError:
@@ -235,57 +235,56 @@ class SenderStore:
 
     # ---- quota ledger ----------------------------------------------------------------------------------
     async def ensure_ledger(self, ledger_id: str, channel_id: str, month: str, limit: int) -> None:
-        try:
-            await self.quota.update_one(
-                {"_id": ledger_id},
-                {
-                    "$setOnInsert": {
-                        "channel_id": channel_id,
-                        "month": month,
-                        "limit": limit,
-                        "remaining": limit,
-                        "used": 0,
-                        "reserved": 0,
-                        "external": 0,
-                        "rev": 0,
-                        "holds": {},
-                    }
-                },
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # another instance created it at the same moment
+        fresh = {
+            "channel_id": channel_id,
+            "month": month,
+            "limit": limit,
+            "remaining": limit,
+            "used": 0,
+            "reserved": 0,
+            "external": 0,
+            "rev": 0,
+            "holds": {},
+        }
+        with contextlib.suppress(DuplicateKeyError):  # another instance created it at the same moment
+            await self.quota.update_one({"_id": ledger_id}, {"$setOnInsert": fresh}, upsert=True)
 
     async def get_ledger(self, ledger_id: str) -> Doc | None:
         return await self.quota.find_one({"_id": ledger_id})
 
     async def reserve(self, ledger_id: str, hold: str, n: int, need: int) -> bool:
-        """Atomically take ``n`` if ``remaining >= need``; idempotent for one hold."""
-        result = await self.quota.update_one(
-            {"_id": ledger_id, "remaining": {"$gte": need}, f"holds.{hold}": {"$exists": False}},
-            {"$inc": {"remaining": -n, "reserved": n, "rev": 1}, "$set": {f"holds.{hold}": n}},
-        )
-        if result.modified_count == 1:
+        """Take ``n`` if ``remaining >= need``; idempotent for one hold (a second call finds it held)."""
+        async with self._lock.hold(f"quota:{ledger_id}"):
+            doc = await self.quota.find_one({"_id": ledger_id})
+            if doc is None:
+                return False
+            if hold in doc.get("holds", {}):
+                return True
+            if doc["remaining"] < need:
+                return False
+            await self.quota.update_one(
+                {"_id": ledger_id},
+                {"$inc": {"remaining": -n, "reserved": n, "rev": 1}, "$set": {f"holds.{hold}": n}},
+            )
             return True
-        held = await self.quota.find_one({"_id": ledger_id, f"holds.{hold}": {"$exists": True}}, {"_id": 1})
-        return held is not None
 
     async def settle(self, ledger_id: str, hold: str, n: int, *, used: bool) -> int | None:
         """Drop a hold: into ``used`` (LINE took it) or back into ``remaining``; idempotent.
 
         Returns ``used`` as it was before (to price the messages), ``None`` if the hold was already settled.
         """
-        inc = {"reserved": -n, "rev": 1, **({"used": n} if used else {"remaining": n})}
-        before = await self.quota.find_one_and_update(
-            {"_id": ledger_id, f"holds.{hold}": {"$exists": True}},
-            {"$inc": inc, "$unset": {f"holds.{hold}": ""}},
-            projection={"used": 1},
-            return_document=ReturnDocument.BEFORE,
-        )
-        return None if before is None else int(before["used"])
+        async with self._lock.hold(f"quota:{ledger_id}"):
+            doc = await self.quota.find_one({"_id": ledger_id})
+            if doc is None or hold not in doc.get("holds", {}):
+                return None
+            inc = {"reserved": -n, "rev": 1, **({"used": n} if used else {"remaining": n})}
+            await self.quota.update_one({"_id": ledger_id}, {"$inc": inc, "$unset": {f"holds.{hold}": ""}})
+            return int(doc["used"])
 
     async def compare_and_set_ledger(self, ledger_id: str, rev: int, fields: Doc) -> bool:
-        result = await self.quota.update_one(
-            {"_id": ledger_id, "rev": rev}, {"$set": fields, "$inc": {"rev": 1}}
-        )
-        return result.modified_count == 1
+        async with self._lock.hold(f"quota:{ledger_id}"):
+            doc = await self.quota.find_one({"_id": ledger_id}, {"rev": 1})
+            if doc is None or doc["rev"] != rev:
+                return False
+            await self.quota.update_one({"_id": ledger_id}, {"$set": fields, "$inc": {"rev": 1}})
+            return True

@@ -24,9 +24,6 @@ from typing import Any
 
 from tagline_contracts.sending import SendMethod, SendOutcome
 
-MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
-INVALID_REPLY_TOKEN_MESSAGE = "Invalid reply token"
-
 
 class DeliveryState(StrEnum):
     PENDING = "pending"
@@ -44,7 +41,7 @@ class AnswerKind(StrEnum):
     DUPLICATE = "duplicate"  # 409: an earlier attempt with this retry key was accepted
     RATE_LIMITED = "rate_limited"
     MONTHLY_LIMIT = "monthly_limit"
-    INVALID_REPLY_TOKEN = "invalid_reply_token"
+    INVALID_REPLY_TOKEN = "invalid_reply_token"  # noqa: S105 - a kind of answer, not a secret
     REJECTED = "rejected"  # any other 4xx: retrying cannot help
     UNAVAILABLE = "unavailable"  # 5xx, timeout, connection error: LINE may or may not have accepted it
 
@@ -93,7 +90,7 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter (50–100 % of the step) after ``attempt`` failed attempts."""
         step = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
-        return step * (0.5 + rng.random() / 2)
+        return float(step * (0.5 + rng.random() / 2))
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ class Decision:
     ambiguous: bool = False  # this attempt got no definite answer
 
 
-def decide(
+def decide(  # noqa: PLR0911 - one return per kind of answer
     attempt: Attempted, answer: Answer, now: datetime, policy: RetryPolicy, rng: random.Random
 ) -> Decision:
     reserved = QuotaAction.NONE if attempt.method is SendMethod.REPLY else QuotaAction.KEEP

@@ -21,7 +21,7 @@ class PlanName(StrEnum):
 
 
 class Tier(BaseModel):
-    """Extra messages up to ``up_to`` (a running count of extras, ``None`` = no end) cost ``price_ntd`` each."""
+    """Extra messages up to ``up_to`` (a running count of extras; ``None``: no end) cost ``price_ntd``."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -43,8 +43,9 @@ class SlidingWindow:
     starts: deque[float] = field(default_factory=deque)
 
     def try_acquire(self, now: float) -> float:
-        """Record a request starting at ``now`` and return 0, or return how long to wait before trying again."""
-        horizon = now - self.rate.window_s
+        """Record a request starting at ``now`` and return 0, or return how long to wait before retrying."""
+        # A nanosecond of tolerance, so a float rounding error never makes a caller wait ~0 s forever.
+        horizon = now - self.rate.window_s + 1e-9
         while self.starts and self.starts[0] <= horizon:
             self.starts.popleft()
         if len(self.starts) < self.rate.limit:
