@@ -2,8 +2,9 @@
 
     make run            (= uv run python deploy/local/stack.py)
 
-Services read the servers' addresses from ``.local/infra/infra.env``. Without channel secrets in the
-environment, ingest uses the development channel in ``deploy/local/dev-channels.json``.
+Services read the servers' addresses from ``.local/infra/infra.env``. Without channel settings in the
+environment, ingest and sender use the development channel in ``deploy/local/dev-channels.json`` and
+``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE.
 """
 
 from __future__ import annotations
@@ -34,12 +35,27 @@ class Service:
 
 SERVICES = (
     Service(
+        "line-emu",
+        "tagline_line_emulator",
+        {"TAGLINE_EMULATOR_HOST": "127.0.0.1", "TAGLINE_EMULATOR_PORT": "8090"},
+    ),
+    Service(
         "ingest",
         "tagline_ingest",
         {
             "TAGLINE_INGEST_HOST": "127.0.0.1",
             "TAGLINE_INGEST_PORT": "8080",
             "TAGLINE_INGEST_CHANNEL_SECRETS_FILE": str(ROOT / "deploy" / "local" / "dev-channels.json"),
+        },
+    ),
+    Service(
+        "sender",
+        "tagline_sender",
+        {
+            "TAGLINE_SENDER_HOST": "127.0.0.1",
+            "TAGLINE_SENDER_PORT": "8081",
+            "TAGLINE_SENDER_LINE_API_URL": "http://127.0.0.1:8090",
+            "TAGLINE_SENDER_CHANNELS_FILE": str(ROOT / "deploy" / "local" / "dev-sender-channels.json"),
         },
     ),
 )
@@ -52,6 +68,8 @@ def pump(name: str, stream: object) -> None:
 
 
 def main() -> int:
+    # Stop the servers at the end only if this run started them (like deploy/local/with-infra).
+    already_up = subprocess.run([*INFRA, "status"], capture_output=True, check=False).returncode == 0
     subprocess.run([*INFRA, "up"], check=True)
     base_env = {**os.environ, **read_env_file(ENV_FILE)}
     procs: list[tuple[Service, subprocess.Popen[str]]] = []
@@ -92,7 +110,8 @@ def main() -> int:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-    subprocess.run([*INFRA, "down"], check=False)
+    if not already_up:
+        subprocess.run([*INFRA, "down"], check=False)
     return code
 
 
