@@ -1,0 +1,664 @@
+"""Sender: one marketing send to a segment of N members against the LINE emulator, next to a baseline.
+
+The emulator runs as its own process (``python -m tagline_line_emulator``) with the channel's monthly quota
+set to exactly N, so an overshoot would show as a 429 "monthly limit" and as usage above N. The sender's
+member projection is seeded straight through ``SenderStore.apply_member_changes`` (not through Kafka):
+N followed members tagged ``bench``, plus blocked members and untagged followers that must not be reached.
+One sender runs in this process (``create_app`` + its lifespan, as deployed minus the HTTP server); one
+``SendRequested`` with the segment ``{"op": "tags", "any": ["bench"]}`` goes onto ``send.requests.v1``, and
+the clock runs until the emulator has counted N delivered messages.
+
+The baseline, in the same run on a fresh emulator channel: line-bot-sdk v3's ``AsyncMessagingApi``, one
+``push_message`` per recipient in a sequential loop, for a sample of recipients.
+
+Only correctness is asserted (rate limit, quota, duplicates, blocked members, everyone reached); the
+timings are printed. Sizes: ``TAGLINE_BENCH_SENDER_MEMBERS`` (default 1,000,000),
+``TAGLINE_BENCH_SENDER_BASELINE_SAMPLE`` (2,000), ``TAGLINE_BENCH_SENDER_TIMEOUT_S`` (900).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import psutil
+import pytest
+from aiokafka import AIOKafkaProducer
+from linebot.v3.messaging import (
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    PushMessageRequest,
+    TextMessage,
+)
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tagline_contracts import topics
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.members import ChangeKind, FollowState, MemberChanged, MemberSnapshot
+from tagline_contracts.segments import to_mongo_query
+from tagline_contracts.sending import SegmentTarget, SendMessages, SendRequested, send_request_key
+from tagline_sender.adapters.mongo import SenderStore
+from tagline_sender.app import create_app
+from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
+from tagline_sender.service import SenderService
+from tagline_sender.settings import SenderSettings
+
+pytestmark = pytest.mark.bench
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw.replace("_", "")) if raw else default
+
+
+MEMBERS = _env_int("TAGLINE_BENCH_SENDER_MEMBERS", 1_000_000)
+BASELINE_SAMPLE = _env_int("TAGLINE_BENCH_SENDER_BASELINE_SAMPLE", 2_000)
+TIMEOUT_S = float(_env_int("TAGLINE_BENCH_SENDER_TIMEOUT_S", 900))
+BLOCKED = 300  # tagged "bench" too, but blocked: must not be reached
+UNTAGGED = 1_000  # followed, without the tag: must not be reached
+SEED_BATCH = 5_000
+SEED_IN_FLIGHT = 2  # bulk writes in flight while seeding
+CONCURRENCY = 32
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".local" / "bench"
+
+CHANNEL = "2006000001"
+BASELINE_CHANNEL = "2006000002"
+WARM_UP_CHANNEL = "2006000003"
+TAG = "bench"
+TEXT = "雙十一限時優惠：全館 8 折，今晚 12 點截止！"
+MULTICAST_LIMIT = DEFAULT_LIMITS["multicast"].limit  # LINE's 200 requests per second
+MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
+
+
+# --- the emulator, as its own process ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class EmulatorProcess:
+    process: asyncio.subprocess.Process
+    url: str
+    control: httpx.AsyncClient
+
+    async def get(self, path: str, **params: Any) -> Any:
+        response = await self.control.get(f"/_emulator{path}", params=params)
+        response.raise_for_status()
+        return response.json()
+
+    async def write(self, method: str, path: str, body: Any) -> Any:
+        response = await self.control.request(method, f"/_emulator{path}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    async def usage(self, channel: str) -> int:
+        return int((await self.get(f"/channels/{channel}/usage"))["totalUsage"])
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+
+@contextlib.asynccontextmanager
+async def running_emulator() -> AsyncIterator[EmulatorProcess]:
+    port = _free_port()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log = CACHE / "sender-bench-emulator.log"
+    with log.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tagline_line_emulator",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=300.0) as control:
+        emulator = EmulatorProcess(process, url, control)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.returncode is not None or time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-3000:]
+                    pytest.fail(f"the LINE emulator did not start (exit code {process.returncode}):\n{tail}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await control.get("/_emulator/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+            yield emulator
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+# --- CPU of the processes that share the machine ----------------------------------------------------------
+
+
+def _listener_pid(address: str) -> int | None:
+    """The process listening on the port of ``host:port`` or ``mongodb://host:port/`` (None if unknown)."""
+    port = int(address.rstrip("/").split(",", maxsplit=1)[0].rpartition(":")[2])
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid
+    return None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds per process between ``start()`` and ``stop()``."""
+
+    pids: dict[str, int | None]
+    before: dict[str, float | None] = field(default_factory=dict)
+    used: dict[str, float | None] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float | None]:
+        for name, pid in self.pids.items():
+            now, then = _cpu_seconds(pid), self.before.get(name)
+            self.used[name] = None if now is None or then is None else now - then
+        return self.used
+
+
+# --- seeding the sender's member projection ---------------------------------------------------------------
+
+
+def _user_ids(count: int, rng: random.Random) -> list[str]:
+    """``count`` distinct LINE-style user ids (``U`` + 32 hex digits)."""
+    ids: set[str] = set()
+    while len(ids) < count:
+        ids.add(f"U{rng.getrandbits(128):032x}")
+    return list(ids)
+
+
+def _change(user_id: str, state: FollowState, tags: list[str]) -> MemberChanged:
+    kind = ChangeKind.FOLLOWED if state is FollowState.FOLLOWED else ChangeKind.BLOCKED
+    snapshot = MemberSnapshot(user_id=user_id, follow_state=state, tags=tags, attributes={"region": "TPE"})
+    return MemberChanged(user_id=user_id, version=1, changes=[kind], snapshot=snapshot)
+
+
+async def seed_members(
+    store: SenderStore, members: list[str], blocked: list[str], untagged: list[str]
+) -> tuple[int, float]:
+    """Upsert every member in batches of ``SEED_BATCH`` (a few in flight); returns (applied, seconds)."""
+    population = [(u, FollowState.FOLLOWED, [TAG]) for u in members]
+    population += [(u, FollowState.BLOCKED, [TAG]) for u in blocked]
+    population += [(u, FollowState.FOLLOWED, ["other"]) for u in untagged]
+    random.Random(7).shuffle(population)
+    gate = asyncio.Semaphore(SEED_IN_FLIGHT)
+    applied = 0
+    done = 0
+    started = time.perf_counter()
+    last_report = started
+
+    async def one(batch: list[tuple[str, FollowState, list[str]]]) -> None:
+        nonlocal applied, done, last_report
+        async with gate:
+            changes = [_change(u, state, tags) for u, state, tags in batch]
+            applied += await store.apply_member_changes(CHANNEL, changes)
+        done += len(batch)
+        if time.perf_counter() - last_report > 15:
+            last_report = time.perf_counter()
+            rate = done / (last_report - started)
+            print(f"  seeding: {done:,} / {len(population):,} members ({rate:,.0f}/s)", flush=True)
+
+    chunks = [population[i : i + SEED_BATCH] for i in range(0, len(population), SEED_BATCH)]
+    await asyncio.gather(*(one(chunk) for chunk in chunks))  # each builds its batch once admitted
+    return applied, time.perf_counter() - started
+
+
+# --- the sender run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SenderRun:
+    members: int
+    blocked: int
+    untagged: int
+    seeded: int = 0
+    seed_s: float = 0.0
+    planning_s: float | None = None
+    first_send_s: float | None = None
+    last_send_s: float | None = None
+    total_s: float | None = None
+    requests: dict[str, int] = field(default_factory=dict)  # "endpoint status" -> count
+    multicasts_accepted: int = 0
+    pushes_accepted: int = 0
+    rate_limited: int = 0
+    monthly_limited: int = 0
+    max_in_window: int = 0
+    quota: int = 0
+    usage: int = 0
+    delivered: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    duplicates: int = 0
+    blocked_reached: int = 0
+    untagged_reached: int = 0
+    delivery_states: dict[str, dict[str, int]] = field(default_factory=dict)
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
+    segment_query_s: float | None = None
+    segment_sort_s: float | None = None
+    blocked_ids_s: float | None = None
+    timed_out: bool = False
+
+    @property
+    def overshoot(self) -> int:
+        return max(0, self.usage - self.quota)
+
+    @property
+    def recipients_per_s(self) -> float:
+        return self.delivered / self.total_s if self.total_s else 0.0
+
+
+@dataclass
+class BaselineRun:
+    sample: int
+    seconds: float = 0.0
+    accepted: int = 0
+    delivered: int = 0
+    cpu_s: float | None = None
+
+    @property
+    def recipients_per_s(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+
+def _settings(
+    emulator: EmulatorProcess, kafka_bootstrap: str, mongodb_url: str, database: str, namespace: str
+) -> SenderSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "mongodb_url": mongodb_url,
+        # The limit is LINE's (the emulator's quota, read at start); no headroom kept back for
+        # transactional sends, so the marketing send may use the whole quota and no more.
+        "channels": {CHANNEL: {"access_token": CHANNEL, "marketing_headroom_ratio": 0}},
+        "line_api_url": emulator.url,
+        "database": database,
+        "topic_namespace": namespace,
+        "group_id": f"{namespace}sender",
+        "concurrency": CONCURRENCY,
+    }
+    return SenderSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_sender(settings: SenderSettings) -> AsyncIterator[SenderService]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        service: SenderService = app.state.service
+        yield service
+
+
+async def _until(check: Callable[[], Awaitable[bool] | bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _send_request(key: str) -> tuple[bytes, bytes]:
+    payload = SendMessages.model_validate(
+        {
+            "idempotency_key": key,
+            "category": "marketing",
+            "messages": [{"type": "text", "text": TEXT}],
+            "target": {"kind": "segment", "filter": {"op": "tags", "any": [TAG]}},
+            "labels": {"campaign": "bench"},
+        }
+    )
+    now = datetime.now(UTC)
+    envelope = SendRequested(
+        event_id=new_event_id(), channel_id=CHANNEL, occurred_at=now, produced_at=now, payload=payload
+    )
+    return envelope.model_dump_json(by_alias=True).encode(), send_request_key(
+        CHANNEL, payload.target
+    ).encode()
+
+
+async def _publish(kafka_bootstrap: str, topic: str, value: bytes, key: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def measure_send(
+    run: SenderRun,
+    emulator: EmulatorProcess,
+    settings: SenderSettings,
+    cpu: CpuMeter,
+    kafka_bootstrap: str,
+) -> None:
+    """Start the sender, publish the segment send, wait until the emulator counted N messages."""
+    key = f"bench-{new_event_id().lower()}"
+    send_id = f"{CHANNEL}:{key}"
+    value, kafka_key = _send_request(key)
+    async with running_sender(settings) as service:
+        await _until(lambda: bool(service.dispatcher.partitions), 60, "the sender's partition assignment")
+        cpu.start()
+        wall_start = time.time()
+        started = time.perf_counter()
+        await _publish(kafka_bootstrap, settings.topic(topics.SEND_REQUESTS), value, kafka_key)
+        deadline = started + TIMEOUT_S
+        last_report = started
+        usage = 0
+        while True:
+            now = time.perf_counter()
+            if run.planning_s is None:
+                send = await service.store.get_send(send_id)
+                if send is not None and send["state"] == "planned":
+                    run.planning_s = time.perf_counter() - started
+                    print(f"  planned after {run.planning_s:.1f} s ({send['batches']:,} batches)", flush=True)
+            usage = await emulator.usage(CHANNEL)
+            if usage >= run.members:
+                run.total_s = time.perf_counter() - started
+                break
+            if now > deadline:
+                run.timed_out = True
+                run.total_s = now - started
+                break
+            if now - last_report > 15:
+                last_report = now
+                print(
+                    f"  {now - started:6.1f} s: {usage:,} / {run.members:,} delivered "
+                    f"({usage / (now - started):,.0f}/s), planned: {run.planning_s is not None}",
+                    flush=True,
+                )
+            await asyncio.sleep(0.2)
+        run.cpu_s = cpu.stop()
+        # Let the sender record the last answers, then read its own view of the send.
+        with contextlib.suppress(AssertionError):
+            await _until(lambda: _settled(service, send_id), 60, "the deliveries to settle")
+        run.delivery_states = await service.store.delivery_summary(send_id)
+        await _read_requests(run, emulator, wall_start)
+
+
+async def _settled(service: SenderService, send_id: str) -> bool:
+    summary = await service.store.delivery_summary(send_id)
+    return bool(summary) and not {"pending", "sending"} & set(summary)
+
+
+async def _read_requests(run: SenderRun, emulator: EmulatorProcess, wall_start: float) -> None:
+    found = await emulator.get("/requests", channel=CHANNEL, limit=1_000_000)
+    requests = found["requests"]
+    counts = Counter(f"{r['endpoint']} {r['status']}" for r in requests)
+    run.requests = dict(sorted(counts.items()))
+    sends = [r for r in requests if r["endpoint"] in {"multicast", "push"}]
+    accepted = [r for r in sends if r["accepted"]]
+    run.multicasts_accepted = sum(r["endpoint"] == "multicast" for r in accepted)
+    run.pushes_accepted = sum(r["endpoint"] == "push" for r in accepted)
+    run.monthly_limited = sum(r["status"] == 429 and r["error"] == MONTHLY_LIMIT_MESSAGE for r in sends)
+    run.rate_limited = sum(r["status"] == 429 and r["error"] != MONTHLY_LIMIT_MESSAGE for r in sends)
+    if accepted:
+        run.first_send_s = min(r["wallTime"] for r in accepted) - wall_start
+        run.last_send_s = max(r["wallTime"] for r in accepted) - wall_start
+    stats = await emulator.get("/stats", channel=CHANNEL, windowS=1.0)
+    run.max_in_window = int(stats["maxInWindow"].get("multicast", 0))
+
+
+async def check_deliveries(
+    run: SenderRun, emulator: EmulatorProcess, members: list[str], blocked: list[str], untagged: list[str]
+) -> None:
+    run.quota = int((await emulator.get(f"/channels/{CHANNEL}"))["quota"]["value"])
+    run.usage = await emulator.usage(CHANNEL)
+    per_user: dict[str, int] = (await emulator.get(f"/channels/{CHANNEL}/deliveries"))["deliveries"]
+    delivered = set(per_user)
+    expected = set(members)
+    run.delivered = len(delivered & expected)
+    run.missing = len(expected - delivered)
+    run.unexpected = len(delivered - expected)
+    run.untagged_reached = len(delivered & set(untagged))
+    run.duplicates = len((await emulator.get(f"/channels/{CHANNEL}/duplicates"))["duplicates"])
+    attempts = (await emulator.get(f"/channels/{CHANNEL}/blocked-attempts"))["blockedAttempts"]
+    run.blocked_reached = len((set(attempts) | delivered) & set(blocked))
+
+
+async def time_segment_resolution(run: SenderRun, store: SenderStore) -> None:
+    """The planner's queries, timed alone: the segment's member ids (then sorted), and the blocked ids."""
+    target = SegmentTarget.model_validate({"filter": {"op": "tags", "any": [TAG]}})
+    now = datetime.now(UTC)
+    query = to_mongo_query(target.filter, now=now, today=now.astimezone(ZoneInfo("Asia/Taipei")).date())
+    full = {"$and": [{"channel_id": CHANNEL, "follow_state": FollowState.FOLLOWED.value}, query]}
+    started = time.perf_counter()
+    ids = [doc["user_id"] async for doc in store.members.find(full, {"user_id": 1, "_id": 0})]
+    run.segment_query_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ids.sort()
+    run.segment_sort_s = time.perf_counter() - started
+    assert len(ids) == run.members
+    started = time.perf_counter()
+    await store.blocked_ids(CHANNEL)
+    run.blocked_ids_s = time.perf_counter() - started
+
+
+# --- the baseline -----------------------------------------------------------------------------------------
+
+
+async def run_baseline(emulator: EmulatorProcess, recipients: list[str]) -> BaselineRun:
+    """One ``push_message`` per recipient, one after the other, as in line-bot-sdk's examples."""
+    run = BaselineRun(len(recipients))
+    me = psutil.Process()
+    warm_up = Configuration(host=emulator.url, access_token=WARM_UP_CHANNEL)
+    async with AsyncApiClient(warm_up) as client:  # first-call costs (imports, connection) not measured
+        await AsyncMessagingApi(client).push_message(
+            PushMessageRequest(to=recipients[0], messages=[TextMessage(text=TEXT)])
+        )
+    config = Configuration(host=emulator.url, access_token=BASELINE_CHANNEL)
+    async with AsyncApiClient(config) as client:
+        api = AsyncMessagingApi(client)
+        cpu_before = me.cpu_times()
+        started = time.perf_counter()
+        for user_id in recipients:
+            await api.push_message(PushMessageRequest(to=user_id, messages=[TextMessage(text=TEXT)]))
+            run.accepted += 1
+        run.seconds = time.perf_counter() - started
+        cpu_after = me.cpu_times()
+    run.cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    deliveries = await emulator.get(f"/channels/{BASELINE_CHANNEL}/deliveries")
+    run.delivered = int(deliveries["recipients"])
+    return run
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} s"
+
+
+def _check(ok: bool) -> str:
+    return "ok" if ok else "FAILED"
+
+
+def report(run: SenderRun, baseline: BaselineRun | None) -> str:
+    cpu = run.cpu_s
+    seconds = run.total_s or 0.0
+    cpu_text = ", ".join(
+        f"{name} {100 * v / seconds:,.0f} %" if v is not None and seconds else f"{name} -"
+        for name, v in cpu.items()
+    )
+    rows: list[tuple[str, str, str]] = [
+        ("members (followed, tagged)", f"{run.members:,}", ""),
+        ("  + blocked (tagged) / followed untagged", f"{run.blocked:,} / {run.untagged:,}", ""),
+        (
+            "seeding (SenderStore.apply_member_changes, not Kafka)",
+            f"{run.seed_s:,.1f} s = {run.seeded / run.seed_s if run.seed_s else 0:,.0f} members/s",
+            "",
+        ),
+        ("publish -> send planned", _s(run.planning_s), ""),
+        ("publish -> first LINE call accepted", _s(run.first_send_s), ""),
+        ("publish -> last LINE call accepted", _s(run.last_send_s), ""),
+        ("publish -> all delivered (total)", _s(run.total_s), _check(not run.timed_out)),
+        ("recipients/s (total)", f"{run.recipients_per_s:,.0f}", ""),
+        ("multicasts accepted (+ pushes)", f"{run.multicasts_accepted:,} (+ {run.pushes_accepted:,})", ""),
+        ("requests by endpoint and status", ", ".join(f"{k}: {v:,}" for k, v in run.requests.items()), ""),
+        ("429 rate limit / 429 monthly limit", f"{run.rate_limited:,} / {run.monthly_limited:,}", ""),
+        (
+            "max multicasts in any 1 s window",
+            f"{run.max_in_window} (limit {MULTICAST_LIMIT})",
+            _check(run.max_in_window <= MULTICAST_LIMIT),
+        ),
+        (
+            "usage / quota (overshoot)",
+            f"{run.usage:,} / {run.quota:,} ({run.overshoot:,})",
+            _check(not run.overshoot),
+        ),
+        (
+            "delivered / missing / not in segment",
+            f"{run.delivered:,} / {run.missing:,} / {run.unexpected:,}",
+            _check(run.delivered == run.members and not run.missing and not run.unexpected),
+        ),
+        ("duplicates", f"{run.duplicates:,}", _check(not run.duplicates)),
+        ("blocked members reached", f"{run.blocked_reached:,}", _check(not run.blocked_reached)),
+        ("untagged members reached", f"{run.untagged_reached:,}", _check(not run.untagged_reached)),
+        (
+            "sender's deliveries by state",
+            ", ".join(
+                f"{k}: {v['deliveries']:,} ({v['recipients']:,} recipients)"
+                for k, v in run.delivery_states.items()
+            ),
+            "",
+        ),
+        ("CPU over the send, % of one core", cpu_text, ""),
+        (
+            "segment query alone (find + sort)",
+            f"{_s(run.segment_query_s)} + {_s(run.segment_sort_s)}",
+            "",
+        ),
+        ("blocked ids query alone", _s(run.blocked_ids_s), ""),
+    ]
+    if baseline is not None:
+        ratio = run.recipients_per_s / baseline.recipients_per_s if baseline.recipients_per_s else 0.0
+        rows += [
+            (
+                f"baseline: {baseline.sample:,} sequential SDK pushes",
+                f"{baseline.seconds:,.1f} s = {baseline.recipients_per_s:,.0f} recipients/s "
+                f"({1000 * baseline.seconds / max(1, baseline.sample):.2f} ms each)",
+                _check(baseline.delivered == baseline.sample),
+            ),
+            ("ratio sender / baseline (recipients/s)", f"{ratio:,.1f}x", ""),
+            (
+                f"baseline extrapolated to {run.members:,}",
+                _s(run.members / baseline.recipients_per_s if baseline.recipients_per_s else None),
+                "",
+            ),
+        ]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines = [
+        f"{'figure'.ljust(widths[0])}  {'value'.ljust(widths[1])}  check",
+        "-" * (widths[0] + widths[1] + 9),
+    ]
+    lines += [f"{a.ljust(widths[0])}  {b.ljust(widths[1])}  {c}".rstrip() for a, b, c in rows]
+    lines.append(
+        f"machine: {os.cpu_count()} CPUs; the sender (this process), the emulator, FerretDB and Kafka "
+        "share it"
+    )
+    return "\n".join(lines)
+
+
+# --- the benchmark ----------------------------------------------------------------------------------------
+
+
+async def test_segment_send_to_members_against_the_naive_baseline(
+    kafka_bootstrap: str, mongodb_url: str, namespace: str, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    rng = random.Random(42)
+    population = _user_ids(MEMBERS + BLOCKED + UNTAGGED, rng)
+    members = population[:MEMBERS]
+    blocked = population[MEMBERS : MEMBERS + BLOCKED]
+    untagged = population[MEMBERS + BLOCKED :]
+    run = SenderRun(MEMBERS, BLOCKED, UNTAGGED)
+    baseline: BaselineRun | None = None
+    print(f"\nsender benchmark: {MEMBERS:,} members, baseline sample {BASELINE_SAMPLE:,}", flush=True)
+    async with running_emulator() as emulator:
+        try:
+            await emulator.write("PUT", f"/channels/{CHANNEL}/quota", {"type": "limited", "value": MEMBERS})
+            await emulator.write("POST", f"/channels/{CHANNEL}/block", {"userIds": blocked})
+            store = SenderStore(mongo_db)
+            await store.ensure_indexes()  # what a running sender has created before any member arrives
+            run.seeded, run.seed_s = await seed_members(store, members, blocked, untagged)
+            print(f"  seeded {run.seeded:,} members in {run.seed_s:.1f} s", flush=True)
+
+            cpu = CpuMeter(
+                {
+                    "sender": os.getpid(),
+                    "emulator": emulator.process.pid,
+                    "ferretdb": _listener_pid(mongodb_url),
+                    "kafka": _listener_pid(kafka_bootstrap),
+                }
+            )
+            settings = _settings(emulator, kafka_bootstrap, mongodb_url, mongo_db.name, namespace)
+            await measure_send(run, emulator, settings, cpu, kafka_bootstrap)
+            await check_deliveries(run, emulator, members, blocked, untagged)
+            await time_segment_resolution(run, store)
+            baseline = await run_baseline(emulator, members[:BASELINE_SAMPLE])
+        finally:
+            print("\n" + report(run, baseline), flush=True)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            figures = {"sender": asdict(run), "baseline": asdict(baseline) if baseline else None}
+            (CACHE / "sender-last-run.json").write_text(json.dumps(figures, indent=2))
+
+    assert not run.timed_out, f"not every member was reached within {TIMEOUT_S:.0f} s"
+    assert run.max_in_window <= MULTICAST_LIMIT, "LINE's multicast rate limit was exceeded"
+    assert run.overshoot == 0, "more messages than the monthly quota"
+    assert run.monthly_limited == 0, "the sender tried to send beyond the monthly quota"
+    assert run.duplicates == 0, "someone got the message twice"
+    assert run.blocked_reached == 0, "a blocked member was sent to"
+    assert run.untagged_reached == 0, "a member outside the segment was sent to"
+    assert run.delivered == MEMBERS, "not every member of the segment got the message"
+    assert run.unexpected == 0, "someone outside the segment got the message"
+    assert baseline is not None
+    assert baseline.delivered == BASELINE_SAMPLE, "the baseline did not deliver to its whole sample"
