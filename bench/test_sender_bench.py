@@ -2,11 +2,14 @@
 
 The emulator runs as its own process (``python -m tagline_line_emulator``) with the channel's monthly quota
 set to exactly N, so an overshoot would show as a 429 "monthly limit" and as usage above N. The sender's
-member projection is seeded straight through ``SenderStore.apply_member_changes`` (not through Kafka):
-N followed members tagged ``bench``, plus blocked members and untagged followers that must not be reached.
+member projection is seeded straight into its ``members`` collection (not through Kafka; see
+:func:`seed_members`): N followed members tagged ``bench``, plus blocked members and untagged followers that
+must not be reached.
 One sender runs in this process (``create_app`` + its lifespan, as deployed minus the HTTP server); one
 ``SendRequested`` with the segment ``{"op": "tags", "any": ["bench"]}`` goes onto ``send.requests.v1``, and
-the clock runs until the emulator has counted N delivered messages.
+the clock runs until the emulator has counted N delivered messages (or the timeout, or 20 s without progress
+while the sender has no pending delivery left). Afterwards, once FerretDB is idle, the planner's segment
+query, ``SenderStore.blocked_ids`` and ``apply_member_changes`` are timed alone on the full projection.
 
 The baseline, in the same run on a fresh emulator channel: line-bot-sdk v3's ``AsyncMessagingApi``, one
 ``push_message`` per recipient in a sequential loop, for a sample of recipients.
@@ -69,10 +72,12 @@ def _env_int(name: str, default: int) -> int:
 MEMBERS = _env_int("TAGLINE_BENCH_SENDER_MEMBERS", 1_000_000)
 BASELINE_SAMPLE = _env_int("TAGLINE_BENCH_SENDER_BASELINE_SAMPLE", 2_000)
 TIMEOUT_S = float(_env_int("TAGLINE_BENCH_SENDER_TIMEOUT_S", 900))
+STALL_S = 20.0  # no new delivery for this long: check whether the sender has given up on the rest
 BLOCKED = 300  # tagged "bench" too, but blocked: must not be reached
 UNTAGGED = 1_000  # followed, without the tag: must not be reached
 SEED_BATCH = 5_000
 SEED_IN_FLIGHT = 2  # bulk writes in flight while seeding
+SHAPE_CHECK = 200  # members seeded through apply_member_changes itself
 CONCURRENCY = 32
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,34 +226,74 @@ def _change(user_id: str, state: FollowState, tags: list[str]) -> MemberChanged:
     return MemberChanged(user_id=user_id, version=1, changes=[kind], snapshot=snapshot)
 
 
+def _projection_doc(change: MemberChanged) -> dict[str, Any]:
+    """The ``members`` document ``SenderStore.apply_member_changes`` writes for ``change`` (checked below)."""
+    snap = change.snapshot
+    return {
+        "_id": f"{CHANNEL}:{change.user_id}",
+        "channel_id": CHANNEL,
+        "user_id": change.user_id,
+        "version": change.version,
+        "follow_state": snap.follow_state.value,
+        "tags": list(snap.tags),
+        "attributes": dict(snap.attributes),
+        "last_interaction_at": snap.last_interaction_at,
+        "rfm_segment": snap.rfm_segment,
+    }
+
+
 async def seed_members(
     store: SenderStore, members: list[str], blocked: list[str], untagged: list[str]
-) -> tuple[int, float]:
-    """Upsert every member in batches of ``SEED_BATCH`` (a few in flight); returns (applied, seconds)."""
+) -> tuple[int, float, int]:
+    """Write every member into the sender's projection; returns (written, seconds, through apply_...).
+
+    ``apply_member_changes`` upserts with the filter ``{_id, version: {$lt: v}}``, which FerretDB 1.24 on
+    SQLite does not push down (only a filter that is exactly ``{_id: value}`` is): every change scans the
+    whole collection, so seeding N members through it costs O(N²) (days for a million). So only the first
+    ``SHAPE_CHECK`` members go through it, the documents it wrote are compared with ``_projection_doc``, and
+    the rest are inserted with ``insert_many`` in that exact shape (``SEED_IN_FLIGHT`` batches at a time).
+    """
     population = [(u, FollowState.FOLLOWED, [TAG]) for u in members]
     population += [(u, FollowState.BLOCKED, [TAG]) for u in blocked]
     population += [(u, FollowState.FOLLOWED, ["other"]) for u in untagged]
     random.Random(7).shuffle(population)
-    gate = asyncio.Semaphore(SEED_IN_FLIGHT)
-    applied = 0
-    done = 0
     started = time.perf_counter()
+
+    first = [_change(u, state, tags) for u, state, tags in population[:SHAPE_CHECK]]
+    applied = await store.apply_member_changes(CHANNEL, first)
+    assert applied == len(first)
+    for change in first[:20]:
+        stored = await store.members.find_one({"_id": f"{CHANNEL}:{change.user_id}"})
+        assert stored == _projection_doc(change), "the seeding shape no longer matches apply_member_changes"
+
+    gate = asyncio.Semaphore(SEED_IN_FLIGHT)
+    written = applied
     last_report = started
 
     async def one(batch: list[tuple[str, FollowState, list[str]]]) -> None:
-        nonlocal applied, done, last_report
+        nonlocal written, last_report
         async with gate:
-            changes = [_change(u, state, tags) for u, state, tags in batch]
-            applied += await store.apply_member_changes(CHANNEL, changes)
-        done += len(batch)
+            docs = [_projection_doc(_change(u, state, tags)) for u, state, tags in batch]
+            result = await store.members.insert_many(docs, ordered=False)
+            written += len(result.inserted_ids)
         if time.perf_counter() - last_report > 15:
             last_report = time.perf_counter()
-            rate = done / (last_report - started)
-            print(f"  seeding: {done:,} / {len(population):,} members ({rate:,.0f}/s)", flush=True)
+            rate = written / (last_report - started)
+            print(f"  seeding: {written:,} / {len(population):,} members ({rate:,.0f}/s)", flush=True)
 
-    chunks = [population[i : i + SEED_BATCH] for i in range(0, len(population), SEED_BATCH)]
+    rest = population[SHAPE_CHECK:]
+    chunks = [rest[i : i + SEED_BATCH] for i in range(0, len(rest), SEED_BATCH)]
     await asyncio.gather(*(one(chunk) for chunk in chunks))  # each builds its batch once admitted
-    return applied, time.perf_counter() - started
+    return written, time.perf_counter() - started, applied
+
+
+async def time_member_change(run: SenderRun, store: SenderStore, members: list[str]) -> None:
+    """``apply_member_changes`` on the full projection: a few members' version 2, same content, timed."""
+    changes = [_change(u, FollowState.FOLLOWED, [TAG]).model_copy(update={"version": 2}) for u in members[:3]]
+    started = time.perf_counter()
+    applied = await store.apply_member_changes(CHANNEL, changes)
+    run.member_change_s = (time.perf_counter() - started) / len(changes)
+    assert applied == len(changes)
 
 
 # --- the sender run ---------------------------------------------------------------------------------------
@@ -261,6 +306,8 @@ class SenderRun:
     untagged: int
     seeded: int = 0
     seed_s: float = 0.0
+    seeded_through_apply: int = 0
+    member_change_s: float | None = None
     planning_s: float | None = None
     first_send_s: float | None = None
     last_send_s: float | None = None
@@ -285,6 +332,8 @@ class SenderRun:
     segment_sort_s: float | None = None
     blocked_ids_s: float | None = None
     timed_out: bool = False
+    stalled: bool = False  # the sender stopped with recipients left (all its deliveries sent/failed/deferred)
+    ferretdb_busy_after_s: float | None = None
 
     @property
     def overshoot(self) -> int:
@@ -393,7 +442,7 @@ async def measure_send(
         started = time.perf_counter()
         await _publish(kafka_bootstrap, settings.topic(topics.SEND_REQUESTS), value, kafka_key)
         deadline = started + TIMEOUT_S
-        last_report = started
+        last_report = last_change = last_stall_check = started
         usage = 0
         while True:
             now = time.perf_counter()
@@ -402,7 +451,9 @@ async def measure_send(
                 if send is not None and send["state"] == "planned":
                     run.planning_s = time.perf_counter() - started
                     print(f"  planned after {run.planning_s:.1f} s ({send['batches']:,} batches)", flush=True)
-            usage = await emulator.usage(CHANNEL)
+            seen = await emulator.usage(CHANNEL)
+            if seen != usage:
+                usage, last_change = seen, now
             if usage >= run.members:
                 run.total_s = time.perf_counter() - started
                 break
@@ -410,6 +461,16 @@ async def measure_send(
                 run.timed_out = True
                 run.total_s = now - started
                 break
+            if run.planning_s is not None and min(now - last_change, now - last_stall_check) > STALL_S:
+                # Nothing arrived for a while: has the sender anything left to try? (a full scan of the
+                # deliveries on FerretDB, so only when stalled)
+                last_stall_check = now
+                states = await service.store.delivery_summary(send_id)
+                if not {"pending", "sending"} & set(states):
+                    run.stalled = True
+                    run.total_s = now - started
+                    print(f"  nothing left to send after {run.total_s:.1f} s: {states}", flush=True)
+                    break
             if now - last_report > 15:
                 last_report = now
                 print(
@@ -484,6 +545,27 @@ async def time_segment_resolution(run: SenderRun, store: SenderStore) -> None:
     run.blocked_ids_s = time.perf_counter() - started
 
 
+async def _wait_until_idle(pid: int | None, timeout_s: float = 900.0) -> float | None:
+    """Wait until ``pid`` uses under 20 % of a core for 3 s running; returns how long that took.
+
+    FerretDB finishes the queries it was given even when their client has gone, so after a slow run it may
+    keep working for minutes; the queries timed next must not share it with those.
+    """
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        started = time.perf_counter()
+        quiet = 0
+        process.cpu_percent()
+        while quiet < 3 and time.perf_counter() - started < timeout_s:
+            await asyncio.sleep(1.0)
+            quiet = quiet + 1 if process.cpu_percent() < 20 else 0
+        return time.perf_counter() - started
+    except psutil.Error:
+        return None
+
+
 # --- the baseline -----------------------------------------------------------------------------------------
 
 
@@ -534,18 +616,29 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
         ("members (followed, tagged)", f"{run.members:,}", ""),
         ("  + blocked (tagged) / followed untagged", f"{run.blocked:,} / {run.untagged:,}", ""),
         (
-            "seeding (SenderStore.apply_member_changes, not Kafka)",
-            f"{run.seed_s:,.1f} s = {run.seeded / run.seed_s if run.seed_s else 0:,.0f} members/s",
+            "seeding the projection (not through Kafka)",
+            f"{run.seed_s:,.1f} s = {run.seeded / run.seed_s if run.seed_s else 0:,.0f} members/s "
+            f"({run.seeded_through_apply:,} through apply_member_changes, the rest insert_many)",
             "",
         ),
         ("publish -> send planned", _s(run.planning_s), ""),
         ("publish -> first LINE call accepted", _s(run.first_send_s), ""),
         ("publish -> last LINE call accepted", _s(run.last_send_s), ""),
-        ("publish -> all delivered (total)", _s(run.total_s), _check(not run.timed_out)),
+        (
+            "publish -> all delivered (total)"
+            + (" TIMED OUT" if run.timed_out else " STALLED: nothing left to send" if run.stalled else ""),
+            _s(run.total_s),
+            _check(not run.timed_out and not run.stalled),
+        ),
         ("recipients/s (total)", f"{run.recipients_per_s:,.0f}", ""),
         ("multicasts accepted (+ pushes)", f"{run.multicasts_accepted:,} (+ {run.pushes_accepted:,})", ""),
         ("requests by endpoint and status", ", ".join(f"{k}: {v:,}" for k, v in run.requests.items()), ""),
         ("429 rate limit / 429 monthly limit", f"{run.rate_limited:,} / {run.monthly_limited:,}", ""),
+        (
+            "repeats of an accepted call (409, retry key)",
+            f"{sum(n for k, n in run.requests.items() if k.endswith(' 409')):,}",
+            "",
+        ),
         (
             "max multicasts in any 1 s window",
             f"{run.max_in_window} (limit {MULTICAST_LIMIT})",
@@ -573,12 +666,23 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
             "",
         ),
         ("CPU over the send, % of one core", cpu_text, ""),
+        ("FerretDB still busy after the send for", _s(run.ferretdb_busy_after_s), ""),
         (
             "segment query alone (find + sort)",
             f"{_s(run.segment_query_s)} + {_s(run.segment_sort_s)}",
             "",
         ),
-        ("blocked ids query alone", _s(run.blocked_ids_s), ""),
+        ("blocked ids query alone (SenderStore.blocked_ids)", _s(run.blocked_ids_s), ""),
+        (
+            "apply_member_changes on the full projection, per change",
+            _s(run.member_change_s),
+            "",
+        ),
+        (
+            f"  => seeding {run.members:,} through it would take about",
+            _s(run.member_change_s * run.members / 2 if run.member_change_s else None),
+            "",
+        ),
     ]
     if baseline is not None:
         ratio = run.recipients_per_s / baseline.recipients_per_s if baseline.recipients_per_s else 0.0
@@ -629,7 +733,9 @@ async def test_segment_send_to_members_against_the_naive_baseline(
             await emulator.write("POST", f"/channels/{CHANNEL}/block", {"userIds": blocked})
             store = SenderStore(mongo_db)
             await store.ensure_indexes()  # what a running sender has created before any member arrives
-            run.seeded, run.seed_s = await seed_members(store, members, blocked, untagged)
+            run.seeded, run.seed_s, run.seeded_through_apply = await seed_members(
+                store, members, blocked, untagged
+            )
             print(f"  seeded {run.seeded:,} members in {run.seed_s:.1f} s", flush=True)
 
             cpu = CpuMeter(
@@ -643,7 +749,9 @@ async def test_segment_send_to_members_against_the_naive_baseline(
             settings = _settings(emulator, kafka_bootstrap, mongodb_url, mongo_db.name, namespace)
             await measure_send(run, emulator, settings, cpu, kafka_bootstrap)
             await check_deliveries(run, emulator, members, blocked, untagged)
+            run.ferretdb_busy_after_s = await _wait_until_idle(cpu.pids["ferretdb"])
             await time_segment_resolution(run, store)
+            await time_member_change(run, store, members)
             baseline = await run_baseline(emulator, members[:BASELINE_SAMPLE])
         finally:
             print("\n" + report(run, baseline), flush=True)
@@ -652,6 +760,7 @@ async def test_segment_send_to_members_against_the_naive_baseline(
             (CACHE / "sender-last-run.json").write_text(json.dumps(figures, indent=2))
 
     assert not run.timed_out, f"not every member was reached within {TIMEOUT_S:.0f} s"
+    assert not run.stalled, f"the sender stopped with recipients left: {run.delivery_states}"
     assert run.max_in_window <= MULTICAST_LIMIT, "LINE's multicast rate limit was exceeded"
     assert run.overshoot == 0, "more messages than the monthly quota"
     assert run.monthly_limited == 0, "the sender tried to send beyond the monthly quota"
