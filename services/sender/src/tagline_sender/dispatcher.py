@@ -130,6 +130,10 @@ class Dispatcher:
         self._sends: dict[str, Doc] = {}
         self._blocked: dict[str, tuple[float, set[str]]] = {}
         self._busy = 0
+        self._inflight: set[str] = (
+            set()
+        )  # claimed or being claimed here: the poller must not queue them again
+        self._blocked_locks: dict[str, asyncio.Lock] = {}
 
     # ---- ownership ----------------------------------------------------------------------------------
     def set_partitions(self, owned: set[int], total: int) -> None:
@@ -148,7 +152,7 @@ class Dispatcher:
 
     # ---- queue ----------------------------------------------------------------------------------------
     def enqueue(self, delivery_id: str, category: str, due: datetime) -> None:
-        if delivery_id in self._queued:
+        if delivery_id in self._queued or delivery_id in self._inflight:
             return
         self._queued.add(delivery_id)
         priority = 0 if category == SendCategory.TRANSACTIONAL.value else 1
@@ -187,6 +191,7 @@ class Dispatcher:
         while True:
             delivery_id = await self._next()
             self._busy += 1
+            self._inflight.add(delivery_id)
             try:
                 await self.process(delivery_id)
             except asyncio.CancelledError:
@@ -194,6 +199,7 @@ class Dispatcher:
             except Exception:  # the lease expires and the poller hands the delivery out again
                 log.exception("delivery attempt failed", extra={"delivery_id": delivery_id})
             finally:
+                self._inflight.discard(delivery_id)
                 self._busy -= 1
 
     async def _poller(self) -> None:
@@ -279,7 +285,7 @@ class Dispatcher:
         if hold is None:
             await self._defer(doc, token, "monthly quota (after transactional headroom) is used up")
             return None
-        await self._store.deliveries.update_one(
+        kept = await self._store.deliveries.update_one(
             {"_id": doc["_id"], "claim": token},
             {
                 "$set": {
@@ -288,6 +294,10 @@ class Dispatcher:
                 }
             },
         )
+        if kept.modified_count != 1:
+            # Our lease ran out and another worker claimed it: it owns the same hold (one per delivery)
+            # and settles it; calling LINE from here too would only risk counting the quota twice.
+            return None
         return method, recipients, hold
 
     async def _record(  # noqa: PLR0917 - private; one call site
@@ -363,12 +373,14 @@ class Dispatcher:
 
     async def _without_blocked(self, channel_id: str, delivery_id: str, recipients: list[str]) -> list[str]:
         loop_now = asyncio.get_running_loop().time()
-        cached = self._blocked.get(channel_id)
-        if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
-            blocked = await self._store.blocked_ids(channel_id)
-            self._blocked[channel_id] = (loop_now, blocked)
-        else:
-            blocked = cached[1]
+        lock = self._blocked_locks.setdefault(channel_id, asyncio.Lock())
+        async with lock:  # one refresh at a time: on FerretDB this query is a full scan of the members
+            cached = self._blocked.get(channel_id)
+            if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
+                blocked = await self._store.blocked_ids(channel_id)
+                self._blocked[channel_id] = (asyncio.get_running_loop().time(), blocked)
+            else:
+                blocked = cached[1]
         if not blocked.intersection(recipients):
             return recipients
         kept = [u for u in recipients if u not in blocked]

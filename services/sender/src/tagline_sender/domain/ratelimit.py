@@ -44,15 +44,15 @@ class SlidingWindow:
 
     def try_acquire(self, now: float) -> float:
         """Record a request starting at ``now`` and return 0, or return how long to wait before retrying."""
-        # A nanosecond of tolerance, so a float rounding error never makes a caller wait ~0 s forever.
-        horizon = now - self.rate.window_s + 1e-9
+        horizon = now - self.rate.window_s
         while self.starts and self.starts[0] <= horizon:
             self.starts.popleft()
         if len(self.starts) < self.rate.limit:
             self.starts.append(now)
             return 0.0
-        # The slot frees when the oldest request in the window leaves it.
-        return self.starts[len(self.starts) - self.rate.limit] - horizon
+        # The slot frees when the oldest request in the window leaves it (at least 1 µs, so a float rounding
+        # error can never make a caller wait ~0 s over and over).
+        return max(1e-6, self.starts[len(self.starts) - self.rate.limit] - horizon)
 
 
 DEFAULT_LIMITS: dict[str, RateLimit] = {
