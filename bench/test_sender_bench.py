@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,11 +55,12 @@ from tagline_contracts.envelope import new_event_id
 from tagline_contracts.members import ChangeKind, FollowState, MemberChanged, MemberSnapshot
 from tagline_contracts.segments import to_mongo_query
 from tagline_contracts.sending import SegmentTarget, SendMessages, SendRequested, send_request_key
-from tagline_sender.adapters.mongo import SenderStore
+from tagline_sender.adapters.mongo import SenderStore, projection_doc
 from tagline_sender.app import create_app
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
+from tagline_testing.waiting import eventually
 
 pytestmark = pytest.mark.bench
 
@@ -227,19 +228,8 @@ def _change(user_id: str, state: FollowState, tags: list[str]) -> MemberChanged:
 
 
 def _projection_doc(change: MemberChanged) -> dict[str, Any]:
-    """The ``members`` document ``SenderStore.apply_member_changes`` writes for ``change`` (checked below)."""
-    snap = change.snapshot
-    return {
-        "_id": f"{CHANNEL}:{change.user_id}",
-        "channel_id": CHANNEL,
-        "user_id": change.user_id,
-        "version": change.version,
-        "follow_state": snap.follow_state.value,
-        "tags": list(snap.tags),
-        "attributes": dict(snap.attributes),
-        "last_interaction_at": snap.last_interaction_at,
-        "rfm_segment": snap.rfm_segment,
-    }
+    """The ``members`` document ``SenderStore.apply_member_changes`` writes for ``change``."""
+    return {"_id": f"{CHANNEL}:{change.user_id}", **projection_doc(CHANNEL, change)}
 
 
 async def seed_members(
@@ -383,19 +373,6 @@ async def running_sender(settings: SenderSettings) -> AsyncIterator[SenderServic
         yield service
 
 
-async def _until(check: Callable[[], Awaitable[bool] | bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 def _send_request(key: str) -> tuple[bytes, bytes]:
     payload = SendMessages.model_validate(
         {
@@ -436,7 +413,7 @@ async def measure_send(
     send_id = f"{CHANNEL}:{key}"
     value, kafka_key = _send_request(key)
     async with running_sender(settings) as service:
-        await _until(lambda: bool(service.dispatcher.partitions), 60, "the sender's partition assignment")
+        await eventually(lambda: bool(service.dispatcher.partitions), 60, "the sender's partition assignment")
         cpu.start()
         wall_start = time.time()
         started = time.perf_counter()
@@ -482,7 +459,7 @@ async def measure_send(
         run.cpu_s = cpu.stop()
         # Let the sender record the last answers, then read its own view of the send.
         with contextlib.suppress(AssertionError):
-            await _until(lambda: _settled(service, send_id), 60, "the deliveries to settle")
+            await eventually(lambda: _settled(service, send_id), 60, "the deliveries to settle")
         run.delivery_states = await service.store.delivery_summary(send_id)
         await _read_requests(run, emulator, wall_start)
 

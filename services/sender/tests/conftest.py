@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -18,12 +15,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
-from tagline_contracts.members import FollowState, MemberChanged, MemberSnapshot
+from tagline_contracts.members import (
+    ChangeKind,
+    FollowState,
+    MemberChanged,
+    MemberChangedEvent,
+    MemberSnapshot,
+)
 from tagline_contracts.sending import SendMessages, SendRequested, send_request_key
 from tagline_line_emulator import Emulator, EmulatorConfig, serve
 from tagline_sender.app import create_app
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
+from tagline_testing.waiting import eventually as wait_for
 
 CHANNEL = "1234567890"
 
@@ -122,23 +126,23 @@ class Publisher:
         channel: str = CHANNEL,
     ) -> None:
         now = datetime.now(UTC)
+        kind = ChangeKind.FOLLOWED if state is FollowState.FOLLOWED else ChangeKind.BLOCKED
         change = MemberChanged(
             user_id=user_id,
             version=version,
-            changes=["followed" if state is FollowState.FOLLOWED else "blocked"],  # type: ignore[list-item]
+            changes=[kind],
             snapshot=MemberSnapshot(
                 user_id=user_id, follow_state=state, tags=tags or [], attributes=attributes or {}
             ),
         )
-        envelope = {
-            "event_id": new_event_id(),
-            "channel_id": channel,
-            "occurred_at": now.isoformat(),
-            "produced_at": now.isoformat(),
-            "schema": "MemberChanged",
-            "payload": change.model_dump(mode="json"),
-        }
-        await self.raw(topics.MEMBER_CHANGES, json.dumps(envelope).encode(), f"{channel}:{user_id}".encode())
+        envelope = MemberChangedEvent(
+            event_id=new_event_id(), channel_id=channel, occurred_at=now, produced_at=now, payload=change
+        )
+        await self.raw(
+            topics.MEMBER_CHANGES,
+            envelope.model_dump_json(by_alias=True).encode(),
+            f"{channel}:{user_id}".encode(),
+        )
 
 
 @pytest.fixture
@@ -151,22 +155,7 @@ async def publish(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Publish
         await producer.stop()
 
 
-async def _eventually(
-    check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 20.0, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or 'the condition'}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def eventually() -> Callable[..., Awaitable[None]]:
     """``await eventually(lambda: cond, timeout_s, what)``: poll a (sync or async) condition until true."""
-    return _eventually
+    return wait_for

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from tagline_contracts.base import Contract
+from tagline_contracts.envelope import Envelope
 
 AttributeValue = str | int | float | bool | None
 
@@ -66,3 +67,9 @@ class MemberChanged(Contract):
     tags_added: list[str] = Field(default_factory=list)
     tags_removed: list[str] = Field(default_factory=list)
     snapshot: MemberSnapshot
+
+
+class MemberChangedEvent(Envelope[MemberChanged]):
+    """One ``member.changes.v1`` record, keyed ``channel:userId``."""
+
+    schema_name: Literal["MemberChanged"] = Field(alias="schema", default=MEMBER_CHANGED_SCHEMA)

@@ -21,8 +21,7 @@ from pydantic import ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.deadletter import DeadLetter, as_text
-from tagline_contracts.envelope import Envelope
-from tagline_contracts.members import MemberChanged
+from tagline_contracts.members import MemberChanged, MemberChangedEvent
 from tagline_contracts.sending import SendRequested
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.domain.planning import InvalidRequest
@@ -33,10 +32,6 @@ from tagline_sender.settings import SenderSettings
 log = logging.getLogger("tagline.sender.handlers")
 
 INFRA_RETRY_DELAY_S = 1.0
-
-
-class MemberChangedEnvelope(Envelope[MemberChanged]):
-    pass
 
 
 class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -138,7 +133,7 @@ def register(
         by_channel: dict[str, list[MemberChanged]] = {}
         for record in records:
             try:
-                envelope = MemberChangedEnvelope.model_validate_json(record.value)
+                envelope = MemberChangedEvent.model_validate_json(record.value)
             except ValidationError as exc:
                 metrics.member_changes.labels("invalid").inc()
                 await dead.send(topics.MEMBER_CHANGES, record, _reason(exc))

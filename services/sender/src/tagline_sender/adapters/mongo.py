@@ -38,6 +38,21 @@ Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
 
 
+def projection_doc(channel_id: str, change: MemberChanged) -> Doc:
+    """The ``members`` document of a change (without ``_id``, which is ``channel:userId``)."""
+    snap = change.snapshot
+    return {
+        "channel_id": channel_id,
+        "user_id": change.user_id,
+        "version": change.version,
+        "follow_state": snap.follow_state.value,
+        "tags": list(snap.tags),
+        "attributes": dict(snap.attributes),
+        "last_interaction_at": snap.last_interaction_at,
+        "rfm_segment": snap.rfm_segment,
+    }
+
+
 def hold_id(delivery_id: str) -> str:
     """A field-name-safe id for a delivery's quota hold (idempotency keys may contain dots)."""
     return hashlib.sha1(delivery_id.encode(), usedforsecurity=False).hexdigest()[:24]
@@ -64,26 +79,14 @@ class SenderStore:
     # ---- members projection ------------------------------------------------------------------------
     async def apply_member_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> int:
         """Upsert each change unless a newer version is stored; returns how many were applied."""
-        ops = []
-        for change in changes:
-            snap = change.snapshot
-            doc = {
-                "channel_id": channel_id,
-                "user_id": change.user_id,
-                "version": change.version,
-                "follow_state": snap.follow_state.value,
-                "tags": list(snap.tags),
-                "attributes": dict(snap.attributes),
-                "last_interaction_at": snap.last_interaction_at,
-                "rfm_segment": snap.rfm_segment,
-            }
-            ops.append(
-                UpdateOne(
-                    {"_id": f"{channel_id}:{change.user_id}", "version": {"$lt": change.version}},
-                    {"$set": doc},
-                    upsert=True,
-                )
+        ops = [
+            UpdateOne(
+                {"_id": f"{channel_id}:{change.user_id}", "version": {"$lt": change.version}},
+                {"$set": projection_doc(channel_id, change)},
+                upsert=True,
             )
+            for change in changes
+        ]
         if not ops:
             return 0
         try:

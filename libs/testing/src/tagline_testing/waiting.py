@@ -1,0 +1,26 @@
+"""Waiting for asynchronous effects in tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool],
+    timeout_s: float = 20.0,
+    what: str = "",
+    interval_s: float = 0.05,
+) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what or 'the condition'}")
+        await asyncio.sleep(interval_s)
