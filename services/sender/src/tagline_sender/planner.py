@@ -9,6 +9,8 @@ Every delivery gets its retry key here, before any attempt.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import uuid
 from collections.abc import Callable
@@ -120,9 +122,9 @@ class Planner:
             return SendState.PLANNED
         cursor: str | None = send["planned_through"] if send else None
         batch_no: int = send["batches"] if send else 0
-        if cursor is not None:
-            recipients = [u for u in recipients if u > cursor]
-        for batch in batches(recipients):
+        start = 0 if cursor is None else bisect.bisect_right(recipients, cursor)
+        while start < len(recipients):
+            batch = next(batches(itertools.islice(recipients, start, None)))
             method = (
                 first_method(request, len(batch), now, self._reply_ttl)
                 if isinstance(request.target, UserTarget)
@@ -137,8 +139,7 @@ class Planner:
                 cursor = existing["last_recipient"]  # an interrupted planning stored this batch already
             batch_no += 1
             await self._store.update_send(send_id, {"planned_through": cursor, "batches": batch_no})
-            if existing is not None:
-                return await self.plan(channel_id, request, partition=partition, event_id=event_id)
+            start = bisect.bisect_right(recipients, cursor, lo=start)
         await self._store.update_send(
             send_id, {"state": SendState.PLANNED, "batches": batch_no, "planned_at": self._clock()}
         )

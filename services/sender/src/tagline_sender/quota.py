@@ -41,6 +41,7 @@ class QuotaKeeper:
         self._channels = channels
         self._default_ratio = default_headroom_ratio
         self._limits: dict[str, int] = {}
+        self._ensured: set[str] = set()  # ledgers known to exist (one upsert per month, not per call)
 
     def ledger_id(self, channel_id: str, now: datetime) -> str:
         return f"{channel_id}:{month_of(now, self._channels[channel_id].timezone)}"
@@ -61,8 +62,10 @@ class QuotaKeeper:
 
     async def ledger(self, channel_id: str, now: datetime) -> dict[str, Any]:
         ledger_id = self.ledger_id(channel_id, now)
-        limit = await self.limit(channel_id)
-        await self._store.ensure_ledger(ledger_id, channel_id, ledger_id.rsplit(":", 1)[1], limit)
+        if ledger_id not in self._ensured:
+            limit = await self.limit(channel_id)
+            await self._store.ensure_ledger(ledger_id, channel_id, ledger_id.rsplit(":", 1)[1], limit)
+            self._ensured.add(ledger_id)
         doc = await self._store.get_ledger(ledger_id)
         if doc is None:  # pragma: no cover - ensure_ledger just created it
             raise InfrastructureUnavailable(f"quota ledger {ledger_id} vanished")

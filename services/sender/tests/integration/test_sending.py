@@ -13,6 +13,7 @@ import pytest
 from tagline_contracts import topics
 from tagline_contracts.members import FollowState
 from tagline_line_emulator import Fault
+from tagline_sender.domain.delivery import DeliveryState
 from tagline_testing.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -178,7 +179,8 @@ async def test_monthly_limit_answer_defers_and_resumes_when_the_limit_rises(
             await publish.send({**request(f"m-{i}", user(f"U{i}")), "category": "marketing"})
         await eventually(lambda: line.emu.usage(CHANNEL) == 4, what="4 pushes")
         await eventually(
-            lambda: sender.service.store.count_deliveries(CHANNEL, _deferred()), what="deferred deliveries"
+            lambda: sender.service.store.count_deliveries(CHANNEL, DeliveryState.DEFERRED),
+            what="deferred deliveries",
         )
         assert line.emu.usage(CHANNEL) == 4
         line.emu.set_quota(CHANNEL, 10)
@@ -187,12 +189,6 @@ async def test_monthly_limit_answer_defers_and_resumes_when_the_limit_rises(
     assert sum(o["outcome"] == "accepted" for o in outcomes) == 6
     assert any(o["outcome"] == "deferred" for o in outcomes)
     assert line.emu.duplicates(CHANNEL) == {}
-
-
-def _deferred() -> Any:
-    from tagline_sender.domain.delivery import DeliveryState  # noqa: PLC0415
-
-    return DeliveryState.DEFERRED
 
 
 async def test_quota_is_never_exceeded_by_three_racing_instances(
@@ -227,7 +223,7 @@ async def test_quota_is_never_exceeded_by_three_racing_instances(
 
 
 async def _deferred_count(sender: Any, n: int) -> bool:
-    return bool(await sender.service.store.count_deliveries(CHANNEL, _deferred()) == n)
+    return bool(await sender.service.store.count_deliveries(CHANNEL, DeliveryState.DEFERRED) == n)
 
 
 async def test_bad_requests_go_to_the_dlq_with_the_reason(
