@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
 from tagline_platform.kafka import ensure_topics
+from tagline_testing.processes import cpu_seconds, free_port, listener_pid
 from tagline_testing.webhook import WebhookBuilder
 
 pytestmark = pytest.mark.bench
@@ -177,13 +177,6 @@ class Server:
         return total
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _server_command(kind: str, port: int, topic: str) -> list[str]:
     if kind == "ingest":
         return [sys.executable, "-m", "tagline_ingest"]
@@ -193,7 +186,7 @@ def _server_command(kind: str, port: int, topic: str) -> list[str]:
 @contextlib.asynccontextmanager
 async def running_server(kind: str, kafka_bootstrap: str, namespace: str) -> AsyncIterator[Server]:
     """Start ``kind`` (ingest or baseline) as a subprocess on a free port; stop it with SIGTERM afterwards."""
-    port = _free_port()
+    port = free_port()
     topic = f"{namespace}{topics.LINE_EVENTS}"
     await ensure_topics(kafka_bootstrap, [topic], partitions=PARTITIONS)
     secrets = json.dumps({CHANNEL_ID: CHANNEL_SECRET})
@@ -238,28 +231,6 @@ async def _wait_ready(server: Server, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.2)
     tail = server.log.read_text(errors="replace")[-3000:]
     pytest.fail(f"{server.name} did not become ready (exit code {server.process.returncode}):\n{tail}")
-
-
-def _kafka_pid(bootstrap: str) -> int | None:
-    """The process listening on the first bootstrap address, to report the broker's CPU (None if unknown)."""
-    port = int(bootstrap.split(",", maxsplit=1)[0].rpartition(":")[2])
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return conn.pid
-    except psutil.Error:
-        return None
-    return None
-
-
-def _cpu_seconds(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return times.user + times.system
 
 
 async def _events_on_topic(consumer: Any, topic: str) -> int:
@@ -371,13 +342,13 @@ class Rig:
         self, server: Server, requests: Path, *, shape: int, mode: str, seconds: float, rate: float = 0
     ) -> Run:
         before_events = await _events_on_topic(self.consumer, server.topic)
-        server_before, kafka_before = server.cpu_seconds(), _cpu_seconds(self.kafka_pid)
+        server_before, kafka_before = server.cpu_seconds(), cpu_seconds(self.kafka_pid)
         started = time.perf_counter()
         trace = CACHE / f"trace-{server.name}-{shape}-{mode}.csv"
         summary = await _loadgen(self.loadgen, server, requests, mode, seconds, rate=rate, trace=trace)
         wall = time.perf_counter() - started
         server_cpu = server.cpu_seconds() - server_before
-        kafka_after = _cpu_seconds(self.kafka_pid)
+        kafka_after = cpu_seconds(self.kafka_pid)
         kafka_cpu = None if kafka_before is None or kafka_after is None else kafka_after - kafka_before
         events = await _events_on_topic(self.consumer, server.topic) - before_events
         run = Run(server.name, shape, mode, summary, wall, server_cpu, kafka_cpu, events)
@@ -487,7 +458,7 @@ async def test_ingest_throughput_and_latency_against_the_baseline(
 ) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
-    rig = Rig(loadgen, consumer, _kafka_pid(kafka_bootstrap))
+    rig = Rig(loadgen, consumer, listener_pid(kafka_bootstrap))
     runs: list[Run] = []
     try:
         # Shape by shape, so that ingest and the baseline of one shape run close together in time.

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import sys
 import time
 from collections import Counter
@@ -60,6 +59,7 @@ from tagline_sender.app import create_app
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
+from tagline_testing.processes import cpu_seconds, free_port, listener_pid
 from tagline_testing.waiting import eventually
 
 pytestmark = pytest.mark.bench
@@ -96,13 +96,6 @@ MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 # --- the emulator, as its own process ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class EmulatorProcess:
     process: asyncio.subprocess.Process
@@ -129,7 +122,7 @@ class EmulatorProcess:
 
 @contextlib.asynccontextmanager
 async def running_emulator() -> AsyncIterator[EmulatorProcess]:
-    port = _free_port()
+    port = free_port()
     CACHE.mkdir(parents=True, exist_ok=True)
     log = CACHE / "sender-bench-emulator.log"
     with log.open("wb") as log_file:
@@ -172,26 +165,6 @@ async def running_emulator() -> AsyncIterator[EmulatorProcess]:
 # --- CPU of the processes that share the machine ----------------------------------------------------------
 
 
-def _listener_pid(address: str) -> int | None:
-    """The process listening on the port of ``host:port`` or ``mongodb://host:port/`` (None if unknown)."""
-    port = int(address.rstrip("/").split(",", maxsplit=1)[0].rpartition(":")[2])
-    with contextlib.suppress(psutil.Error):
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return conn.pid
-    return None
-
-
-def _cpu_seconds(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return times.user + times.system
-
-
 @dataclass
 class CpuMeter:
     """CPU seconds per process between ``start()`` and ``stop()``."""
@@ -201,11 +174,11 @@ class CpuMeter:
     used: dict[str, float | None] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float | None]:
         for name, pid in self.pids.items():
-            now, then = _cpu_seconds(pid), self.before.get(name)
+            now, then = cpu_seconds(pid), self.before.get(name)
             self.used[name] = None if now is None or then is None else now - then
         return self.used
 
@@ -719,8 +692,8 @@ async def test_segment_send_to_members_against_the_naive_baseline(
                 {
                     "sender": os.getpid(),
                     "emulator": emulator.process.pid,
-                    "ferretdb": _listener_pid(mongodb_url),
-                    "kafka": _listener_pid(kafka_bootstrap),
+                    "ferretdb": listener_pid(mongodb_url),
+                    "kafka": listener_pid(kafka_bootstrap),
                 }
             )
             settings = _settings(emulator, kafka_bootstrap, mongodb_url, mongo_db.name, namespace)
