@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -20,9 +19,9 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from tagline_contracts import topics
-from tagline_contracts.deadletter import DeadLetter, as_text
 from tagline_contracts.members import MemberChanged, MemberChangedEvent
 from tagline_contracts.sending import SendRequested
+from tagline_platform.deadletters import DeadLetters, reason
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.domain.planning import InvalidRequest
 from tagline_sender.metrics import SenderMetrics
@@ -49,38 +48,6 @@ class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_change({tp.partition for tp in assigned if tp.topic == self._topic}, self._total)
 
 
-class DeadLetters:
-    def __init__(self, broker: KafkaBroker, settings: SenderSettings) -> None:
-        self._broker = broker
-        self._settings = settings
-
-    async def send(self, topic: str, record: Any, error: str) -> None:
-        letter = DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=as_text(record.key),
-            value=as_text(record.value) or "",
-            error=error,
-            consumer=self._settings.group_id,
-            failed_at=datetime.now(UTC),
-        )
-        await self._broker.publish(
-            letter.model_dump_json(by_alias=True).encode(),
-            topic=self._settings.topic(topics.dlq(topic)),
-            key=record.key,
-        )
-        log.warning("dead-lettered", extra={"topic": record.topic, "offset": record.offset, "error": error})
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:10]
-        )
-    return str(exc)
-
-
 def register(
     broker: KafkaBroker,
     settings: SenderSettings,
@@ -92,7 +59,7 @@ def register(
 ) -> None:
     requests_topic = settings.topic(topics.SEND_REQUESTS)
     changes_topic = settings.topic(topics.MEMBER_CHANGES)
-    dead = DeadLetters(broker, settings)
+    dead = DeadLetters(broker, settings, consumer=settings.group_id)
 
     @broker.subscriber(
         requests_topic,
@@ -111,7 +78,7 @@ def register(
             )
         except (ValidationError, InvalidRequest, ValueError) as exc:
             metrics.requests.labels("invalid").inc()
-            await dead.send(topics.SEND_REQUESTS, record, _reason(exc))
+            await dead.send(topics.SEND_REQUESTS, record, reason(exc))
             return
         except Exception:
             log.exception("send request not planned; it will be consumed again")
@@ -136,7 +103,7 @@ def register(
                 envelope = MemberChangedEvent.model_validate_json(record.value)
             except ValidationError as exc:
                 metrics.member_changes.labels("invalid").inc()
-                await dead.send(topics.MEMBER_CHANGES, record, _reason(exc))
+                await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
                 continue
             by_channel.setdefault(envelope.channel_id, []).append(envelope.payload)
         try:

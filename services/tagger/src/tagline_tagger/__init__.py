@@ -1,0 +1,1 @@
+"""Tagline tagger: members, keyword and behavior tags, segments, tag coverage and RFM."""

@@ -1,0 +1,248 @@
+"""The tagger's HTTP API: rules, members (manual tags), segments, tag coverage, RFM, health and metrics.
+
+Manual tags are not written here: they are published to ``member.attributes.v1`` like any other producer's,
+so the member's owning pipeline instance applies them (the single-writer rule; the answer is 202).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Body, FastAPI, HTTPException, Query, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from ulid import ULID
+
+from tagline_contracts import topics
+from tagline_contracts.attributes import MemberUpdated, MemberUpdatedEvent, TagGrant, TagName, TagOrigin
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.segments import (
+    SEGMENT_FILTER,
+    SegmentFilter,
+    filter_depth,
+    filter_size,
+    to_mongo_query,
+)
+from tagline_tagger.domain.member import member_key
+from tagline_tagger.domain.rules import Rule, RuleSpec
+from tagline_tagger.jobs import compute_coverage, publish_coverage, rule_from_doc, rule_to_doc
+from tagline_tagger.pipeline import Outgoing
+
+if TYPE_CHECKING:
+    from tagline_tagger.service import TaggerService
+
+MAX_PAGE = 1_000
+SEGMENT_VIEW = {
+    "_id": 0,
+    "user_id": 1,
+    "follow_state": 1,
+    "tags": 1,
+    "attributes": 1,
+    "last_interaction_at": 1,
+    "rfm_segment": 1,
+    "display_name": 1,
+}
+
+
+class TagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: TagName
+    origin: TagOrigin = TagOrigin.MANUAL
+    expires_at: AwareDatetime | None = None
+
+
+class SegmentPage(BaseModel):
+    members: list[dict[str, Any]]
+    next_after: str | None = Field(description="pass as ?after= for the next page; null on the last page")
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"{what} not found")
+
+
+def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0915 - one function, every route
+    store = service.store
+
+    # ---- rules -----------------------------------------------------------------------------------------
+    @api.post("/channels/{channel_id}/rules", status_code=201, tags=["rules"])
+    async def create_rule(channel_id: str, spec: RuleSpec) -> Rule:
+        now = datetime.now(UTC)
+        rule = Rule(
+            **spec.model_dump(),
+            id=str(ULID()),
+            channel_id=channel_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        await store.insert_rule(rule_to_doc(rule))
+        return rule
+
+    @api.get("/channels/{channel_id}/rules", tags=["rules"])
+    async def list_rules(channel_id: str) -> list[Rule]:
+        return [Rule.model_validate(rule_from_doc(doc)) for doc in await store.all_rules(channel_id)]
+
+    async def _rule(rule_id: str) -> Rule:
+        doc = await store.get_rule(rule_id)
+        if doc is None:
+            raise _not_found(f"rule {rule_id}")
+        return Rule.model_validate(rule_from_doc(doc))
+
+    @api.get("/rules/{rule_id}", tags=["rules"])
+    async def get_rule(rule_id: str) -> Rule:
+        return await _rule(rule_id)
+
+    async def _save(rule: Rule, changes: dict[str, Any]) -> Rule:
+        updated = Rule.model_validate(
+            {**rule.model_dump(), **changes, "version": rule.version + 1, "updated_at": datetime.now(UTC)}
+        )
+        if not await store.replace_rule(rule_to_doc(updated)):
+            raise _not_found(f"rule {rule.id}")
+        return updated
+
+    @api.put("/rules/{rule_id}", tags=["rules"])
+    async def update_rule(rule_id: str, spec: RuleSpec) -> Rule:
+        return await _save(await _rule(rule_id), spec.model_dump())
+
+    @api.post("/rules/{rule_id}/disable", tags=["rules"])
+    async def disable_rule(rule_id: str) -> Rule:
+        return await _save(await _rule(rule_id), {"enabled": False})
+
+    @api.post("/rules/{rule_id}/enable", tags=["rules"])
+    async def enable_rule(rule_id: str) -> Rule:
+        return await _save(await _rule(rule_id), {"enabled": True})
+
+    @api.delete("/rules/{rule_id}", status_code=204, tags=["rules"])
+    async def delete_rule(rule_id: str) -> Response:
+        if not await store.delete_rule(rule_id):
+            raise _not_found(f"rule {rule_id}")
+        return Response(status_code=204)
+
+    # ---- members ---------------------------------------------------------------------------------------
+    @api.get("/channels/{channel_id}/members/{user_id}", tags=["members"])
+    async def get_member(channel_id: str, user_id: str) -> dict[str, Any]:
+        doc = await store.get_member(channel_id, user_id)
+        if doc is None:
+            raise _not_found(f"member {user_id} of channel {channel_id}")
+        doc.pop("_id", None)
+        return doc
+
+    async def _publish_update(channel_id: str, update: MemberUpdated) -> dict[str, str]:
+        now = datetime.now(UTC)
+        envelope = MemberUpdatedEvent(
+            event_id=new_event_id(), channel_id=channel_id, occurred_at=now, produced_at=now, payload=update
+        )
+        await service.publish_all(
+            [
+                Outgoing(
+                    service.settings.topic(topics.MEMBER_ATTRIBUTES),
+                    member_key(channel_id, update.user_id).encode(),
+                    envelope.model_dump_json(by_alias=True).encode(),
+                )
+            ]
+        )
+        return {"event_id": envelope.event_id, "status": "accepted"}
+
+    @api.post("/channels/{channel_id}/members/{user_id}/tags", status_code=202, tags=["members"])
+    async def add_tag(channel_id: str, user_id: str, tag: TagRequest) -> dict[str, str]:
+        if tag.origin not in (TagOrigin.MANUAL, TagOrigin.IMPORT):
+            raise HTTPException(status_code=422, detail="origin must be manual or import")
+        grant = TagGrant(name=tag.name, origin=tag.origin, expires_at=tag.expires_at)
+        return await _publish_update(channel_id, MemberUpdated(user_id=user_id, tags_add=[grant]))
+
+    @api.delete("/channels/{channel_id}/members/{user_id}/tags/{name}", status_code=202, tags=["members"])
+    async def remove_tag(channel_id: str, user_id: str, name: str) -> dict[str, str]:
+        try:
+            update = MemberUpdated(user_id=user_id, tags_remove=[name])
+        except ValidationError as exc:
+            raise HTTPException(status_code=422, detail=exc.errors(include_url=False)) from exc
+        return await _publish_update(channel_id, update)
+
+    # ---- segments --------------------------------------------------------------------------------------
+    def _parse(raw: Any) -> SegmentFilter:
+        try:
+            return SEGMENT_FILTER.validate_python(raw)
+        except ValidationError as exc:
+            raise HTTPException(status_code=422, detail=exc.errors(include_url=False)) from exc
+
+    def _query(segment: SegmentFilter) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return to_mongo_query(segment, now=now, today=date.today())
+
+    @api.post("/channels/{channel_id}/segments/validate", tags=["segments"])
+    async def validate_segment(channel_id: str, raw: Annotated[Any, Body()]) -> dict[str, Any]:
+        try:
+            segment = SEGMENT_FILTER.validate_python(raw)
+        except ValidationError as exc:
+            return {"valid": False, "errors": exc.errors(include_url=False)}
+        return {
+            "valid": True,
+            "filter": SEGMENT_FILTER.dump_python(segment, mode="json"),
+            "depth": filter_depth(segment),
+            "conditions": filter_size(segment),
+        }
+
+    @api.post("/channels/{channel_id}/segments/count", tags=["segments"])
+    async def count_segment(channel_id: str, raw: Annotated[Any, Body()]) -> dict[str, Any]:
+        segment = _parse(raw)
+        return {"channel_id": channel_id, "count": await store.count_members(channel_id, _query(segment))}
+
+    @api.post("/channels/{channel_id}/segments/members", tags=["segments"])
+    async def segment_members(
+        channel_id: str,
+        raw: Annotated[Any, Body()],
+        after: Annotated[str | None, Query(description="the last user id of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> SegmentPage:
+        segment = _parse(raw)
+        docs = await store.find_members(
+            channel_id, _query(segment), after=after, limit=limit, fields=SEGMENT_VIEW
+        )
+        return SegmentPage(members=docs, next_after=docs[-1]["user_id"] if len(docs) == limit else None)
+
+    # ---- coverage and RFM ------------------------------------------------------------------------------
+    @api.get("/channels/{channel_id}/coverage", tags=["coverage"])
+    async def coverage(channel_id: str) -> dict[str, Any]:
+        result = await compute_coverage(store, channel_id, datetime.now(UTC))
+        publish_coverage(service.metrics, result)
+        return result.to_json()
+
+    @api.post("/channels/{channel_id}/rfm/recompute", tags=["rfm"])
+    async def recompute_rfm(channel_id: str) -> dict[str, Any]:
+        run = await service.rfm.recompute(channel_id, service.clock())
+        return {
+            "channel_id": channel_id,
+            "model": run.model.to_doc() | {"computed_at": run.model.computed_at.isoformat()},
+            "buyers": run.buyers,
+            "changed": run.changed,
+            "seconds": round(run.seconds, 3),
+            "scan_seconds": round(run.scan_seconds, 3),
+            "segments": run.segments,
+        }
+
+    @api.get("/channels/{channel_id}/rfm", tags=["rfm"])
+    async def rfm_model(channel_id: str) -> dict[str, Any]:
+        model = service.models.get(channel_id)
+        if model is None:
+            raise _not_found(f"RFM model of channel {channel_id} (POST .../rfm/recompute)")
+        return model.to_doc() | {"computed_at": model.computed_at.isoformat()}
+
+    # ---- operations ------------------------------------------------------------------------------------
+    @api.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["ops"])
+    async def readyz() -> dict[str, Any]:
+        try:
+            await service.mongo.admin.command("ping")
+        except Exception as exc:
+            raise HTTPException(status_code=503, detail=f"MongoDB: {exc}") from exc
+        return {
+            "status": "ready",
+            "rules": len(service.rules.current()),
+            "cached_members": len(service.pipeline.cache),
+        }
+
+    api.add_route("/metrics", service.metrics.metrics.endpoint, methods=["GET"])

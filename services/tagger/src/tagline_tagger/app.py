@@ -1,0 +1,30 @@
+"""Composition root: ``create_app(settings)`` wires the tagger service and its HTTP API (no I/O at import)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from tagline_tagger.api import register_routes
+from tagline_tagger.service import TaggerService, utc_now
+from tagline_tagger.settings import TaggerSettings
+
+
+def create_app(settings: TaggerSettings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    service = TaggerService(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    api = FastAPI(title="Tagline tagger", version="0.1.0", lifespan=lifespan)
+    api.state.service = service
+    register_routes(api, service)
+    return api

@@ -1,0 +1,1 @@
+"""Pure tagger logic: no I/O imports."""

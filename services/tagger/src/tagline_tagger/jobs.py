@@ -1,0 +1,316 @@
+"""Work besides the member pipeline: the rule cache, RFM recomputation, expired-tag sweeps, tag coverage,
+and tags from send results.
+
+None of these write member documents: what they find out about a member goes to ``member.attributes.v1``
+keyed by the member, so the pipeline instance owning the member applies it (the single-writer rule of
+``tagline_tagger.pipeline``). Their event ids are derived from what they describe, so a job that runs twice
+(two instances, a restart) produces duplicates the pipeline drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tagline_contracts import topics
+from tagline_contracts.attributes import (
+    MemberUpdated,
+    MemberUpdatedEvent,
+    RfmScored,
+    RfmScoredEvent,
+    TagGrant,
+)
+from tagline_contracts.sending import SendOutcome, SendResulted
+from tagline_tagger.adapters.mongo import TaggerStore
+from tagline_tagger.domain.activity import Activity, ActivityKind
+from tagline_tagger.domain.member import member_key
+from tagline_tagger.domain.rfm import RfmModel, fit, score_all
+from tagline_tagger.domain.rules import Rule, RuleSet
+from tagline_tagger.metrics import TaggerMetrics
+from tagline_tagger.pipeline import Outgoing
+
+log = logging.getLogger("tagline.tagger.jobs")
+
+PublishAll = Callable[[Sequence[Outgoing]], Awaitable[None]]
+
+PUBLISH_CHUNK = 10_000
+"""Messages a job hands to the producer at once (bounds memory on a 1,000,000-member recomputation)."""
+
+
+class RuleCache:
+    """The compiled rules every pipeline batch uses; reloaded from the store every few seconds, so a rule
+    created through any instance's API takes effect in every instance without a restart."""
+
+    def __init__(self, store: TaggerStore, metrics: TaggerMetrics) -> None:
+        self._store = store
+        self._metrics = metrics
+        self.rules = RuleSet.empty()
+
+    def current(self) -> RuleSet:
+        return self.rules
+
+    async def refresh(self) -> None:
+        docs = await self._store.all_rules()
+        self.rules = RuleSet.compile(Rule.model_validate(rule_from_doc(doc)) for doc in docs)
+        self._metrics.rules.set(len(self.rules))
+
+
+def rule_to_doc(rule: Rule) -> dict[str, Any]:
+    return {"_id": rule.id, **rule.model_dump(mode="python", exclude={"id"})}
+
+
+def rule_from_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    data = {key: value for key, value in doc.items() if key != "_id"}
+    data["id"] = doc["_id"]
+    return data
+
+
+class ModelCache:
+    """The latest RFM model per channel (orders are scored with it as they arrive)."""
+
+    def __init__(self, store: TaggerStore) -> None:
+        self._store = store
+        self._models: dict[str, RfmModel] = {}
+
+    def get(self, channel_id: str) -> RfmModel | None:
+        return self._models.get(channel_id)
+
+    def put(self, channel_id: str, model: RfmModel) -> None:
+        self._models[channel_id] = model
+
+    async def refresh(self) -> None:
+        self._models = await self._store.rfm_models_by_channel()
+
+
+@dataclass(frozen=True)
+class RfmRun:
+    channel_id: str
+    model: RfmModel
+    buyers: int
+    changed: int
+    seconds: float
+    scan_seconds: float
+    segments: dict[str, int]
+
+
+class RfmJob:
+    def __init__(
+        self,
+        store: TaggerStore,
+        models: ModelCache,
+        publish_all: PublishAll,
+        *,
+        topic_of: Callable[[str], str],
+        metrics: TaggerMetrics,
+    ) -> None:
+        self._store = store
+        self._models = models
+        self._publish_all = publish_all
+        self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
+        self._metrics = metrics
+
+    async def recompute(self, channel_id: str, now: datetime) -> RfmRun:
+        """Fit quintiles on every buyer of the channel, store the model, and send each buyer whose scores
+        changed an ``RfmScored`` (applied by the pipeline; scores of a newer model are never replaced)."""
+        started = time.perf_counter()
+        users: list[str] = []
+        recency_days: list[float] = []
+        orders: list[int] = []
+        monetary: list[float] = []
+        current: list[tuple[Any, Any, Any]] = []
+        async for doc in self._store.rfm_rows(channel_id):
+            rfm = doc["rfm"]
+            users.append(doc["user_id"])
+            recency_days.append(max(0.0, (now - rfm["last_order_at"]).total_seconds() / 86_400))
+            orders.append(rfm["orders"])
+            monetary.append(rfm["monetary"])
+            current.append((rfm.get("r"), rfm.get("f"), rfm.get("m")))
+        scanned = time.perf_counter()
+        model = fit(recency_days, orders, monetary, now)
+        scores = score_all(model, recency_days, orders, monetary)
+        await self._store.save_rfm_model(channel_id, model)
+        self._models.put(channel_id, model)
+        segments: dict[str, int] = {}
+        batch: list[Outgoing] = []
+        changed = 0
+        for user_id, score, before in zip(users, scores, current, strict=True):
+            segments[score.segment] = segments.get(score.segment, 0) + 1
+            if before == (score.recency, score.frequency, score.monetary):
+                continue
+            changed += 1
+            envelope = RfmScoredEvent(
+                event_id=f"rfm:{model.model_id}:{user_id}",
+                channel_id=channel_id,
+                occurred_at=now,
+                produced_at=now,
+                payload=RfmScored(
+                    user_id=user_id,
+                    recency=score.recency,
+                    frequency=score.frequency,
+                    monetary=score.monetary,
+                    segment=score.segment,
+                    model_id=model.model_id,
+                    computed_at=model.computed_at,
+                ),
+            )
+            batch.append(Outgoing(self._topic, member_key(channel_id, user_id).encode(), _dump(envelope)))
+            if len(batch) >= PUBLISH_CHUNK:
+                await self._publish_all(batch)
+                batch = []
+        await self._publish_all(batch)
+        self._metrics.rfm_runs.labels(channel_id).inc()
+        run = RfmRun(
+            channel_id=channel_id,
+            model=model,
+            buyers=len(users),
+            changed=changed,
+            seconds=time.perf_counter() - started,
+            scan_seconds=scanned - started,
+            segments=segments,
+        )
+        log.info(
+            "rfm recomputed",
+            extra={
+                "channel_id": channel_id,
+                "buyers": run.buyers,
+                "changed": changed,
+                "seconds": run.seconds,
+            },
+        )
+        return run
+
+
+class Sweeper:
+    """Members whose tags expired but who did nothing since get an empty ``MemberUpdated``: applying it
+    removes the expired tags (and publishes the change), done by the member's owner like any other input."""
+
+    def __init__(
+        self, store: TaggerStore, publish_all: PublishAll, *, topic_of: Callable[[str], str]
+    ) -> None:
+        self._store = store
+        self._publish_all = publish_all
+        self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
+
+    async def sweep(self, now: datetime, limit: int = 50_000) -> int:
+        found = await self._store.members_with_expired_tags(now, limit)
+        minute = now.strftime("%Y%m%dT%H%M")
+        messages = [
+            Outgoing(
+                self._topic,
+                member_key(channel_id, user_id).encode(),
+                _dump(
+                    MemberUpdatedEvent(
+                        event_id=f"sweep:{minute}:{member_key(channel_id, user_id)}",
+                        channel_id=channel_id,
+                        occurred_at=now,
+                        produced_at=now,
+                        payload=MemberUpdated(user_id=user_id),
+                    )
+                ),
+            )
+            for channel_id, user_id in found
+        ]
+        await self._publish_all(messages)
+        return len(messages)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    channel_id: str
+    followed: int
+    tagged: int
+    by_origin: dict[str, int]
+    by_tag: dict[str, int]
+    computed_at: datetime
+
+    @staticmethod
+    def ratio(part: int, whole: int) -> float:
+        return round(part / whole, 6) if whole else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel_id": self.channel_id,
+            "followed": self.followed,
+            "tagged": self.tagged,
+            "coverage": self.ratio(self.tagged, self.followed),
+            "by_origin": {
+                o: {"members": n, "coverage": self.ratio(n, self.followed)}
+                for o, n in sorted(self.by_origin.items())
+            },
+            "by_tag": {
+                t: {"members": n, "coverage": self.ratio(n, self.followed)}
+                for t, n in sorted(self.by_tag.items(), key=lambda item: (-item[1], item[0]))
+            },
+            "computed_at": self.computed_at.isoformat(),
+        }
+
+
+async def compute_coverage(store: TaggerStore, channel_id: str, now: datetime) -> Coverage:
+    """標籤覆蓋率: the share of followed members with at least one active tag, overall, by origin, by tag."""
+    followed = tagged = 0
+    by_origin: dict[str, int] = {}
+    by_tag: dict[str, int] = {}
+    async for doc in store.coverage_rows(channel_id):
+        followed += 1
+        names = doc.get("tags") or []
+        if names:
+            tagged += 1
+        for name in names:
+            by_tag[name] = by_tag.get(name, 0) + 1
+        for origin in doc.get("tag_origins") or []:
+            by_origin[origin] = by_origin.get(origin, 0) + 1
+    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now)
+
+
+def publish_coverage(metrics: TaggerMetrics, coverage: Coverage) -> None:
+    channel = coverage.channel_id
+    metrics.followed.labels(channel).set(coverage.followed)
+    metrics.coverage.labels(channel, "all").set(coverage.ratio(coverage.tagged, coverage.followed))
+    for origin, count in coverage.by_origin.items():
+        metrics.coverage.labels(channel, f"origin:{origin}").set(coverage.ratio(count, coverage.followed))
+    for tag, count in coverage.by_tag.items():
+        metrics.coverage.labels(channel, f"tag:{tag}").set(coverage.ratio(count, coverage.followed))
+
+
+def campaign_tags(result: SendResulted, rules: RuleSet, *, topic_of: Callable[[str], str]) -> list[Outgoing]:
+    """Tags from a send LINE accepted whose labels name a campaign (``campaign_received`` rules)."""
+    payload = result.payload
+    campaign = payload.labels.get("campaign")
+    if payload.outcome is not SendOutcome.ACCEPTED or not campaign:
+        return []
+    activity = Activity(
+        kind=ActivityKind.CAMPAIGN, event_id=result.event_id, at=result.occurred_at, campaign=campaign
+    )
+    hits = rules.hits(result.channel_id, activity)
+    if not hits:
+        return []
+    grants = [
+        TagGrant(name=hit.tag, origin=hit.origin, rule_id=hit.rule_id, expires_at=hit.expires_at)
+        for hit in hits
+    ]
+    topic = topic_of(topics.MEMBER_ATTRIBUTES)
+    return [
+        Outgoing(
+            topic,
+            member_key(result.channel_id, user_id).encode(),
+            _dump(
+                MemberUpdatedEvent(
+                    event_id=f"campaign:{result.event_id}:{user_id}",
+                    channel_id=result.channel_id,
+                    occurred_at=result.occurred_at,
+                    produced_at=result.produced_at,
+                    payload=MemberUpdated(user_id=user_id, tags_add=grants),
+                )
+            ),
+        )
+        for user_id in payload.user_ids
+    ]
+
+
+def _dump(envelope: Any) -> bytes:
+    data: bytes = envelope.model_dump_json(by_alias=True).encode()
+    return data

@@ -1,0 +1,239 @@
+"""The running tagger: the member pipeline, the send-results consumer, the scheduled jobs, started and stopped
+together. Tests start several in one process (each with its own broker, producer and Mongo client)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from tagline_contracts import topics
+from tagline_contracts.sending import SendResulted
+from tagline_platform.deadletters import DeadLetters, reason
+from tagline_platform.errors import ConfigurationError
+from tagline_platform.kafka import create_broker, create_producer, ensure_topics
+from tagline_platform.mongo import create_mongo_client
+from tagline_tagger.adapters.mongo import TaggerStore
+from tagline_tagger.jobs import (
+    ModelCache,
+    RfmJob,
+    RuleCache,
+    Sweeper,
+    campaign_tags,
+    compute_coverage,
+    publish_coverage,
+)
+from tagline_tagger.metrics import TaggerMetrics
+from tagline_tagger.pipeline import MEMBER_TOPICS, MemberPipeline, Outgoing, gather_sends
+from tagline_tagger.settings import TaggerSettings
+
+log = logging.getLogger("tagline.tagger")
+
+INFRA_RETRY_DELAY_S = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._on_change()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._on_change()
+
+
+class TaggerService:
+    def __init__(self, settings: TaggerSettings, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = TaggerMetrics()
+        self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-tagger")
+        self.store = TaggerStore(
+            self.mongo[settings.database], lookup_concurrency=settings.lookup_concurrency
+        )
+        self.broker = create_broker(settings, client_id="tagline-tagger")
+        self.producer = create_producer(settings, client_id="tagline-tagger-out")
+        self.rules = RuleCache(self.store, self.metrics)
+        self.models = ModelCache(self.store)
+        self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id)
+        self.pipeline = MemberPipeline(
+            self.store,
+            rules=self.rules.current,
+            models=self.models.get,
+            publish_all=self.publish_all,
+            dead_letter=self.dead.send,
+            topic_of=settings.topic,
+            clock=clock,
+            metrics=self.metrics,
+            cache_size=settings.cache_size,
+            reply_ttl=timedelta(seconds=settings.reply_ttl_s),
+        )
+        self.rfm = RfmJob(
+            self.store, self.models, self.publish_all, topic_of=settings.topic, metrics=self.metrics
+        )
+        self.sweeper = Sweeper(self.store, self.publish_all, topic_of=settings.topic)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._register()
+
+    # ---- wiring ----------------------------------------------------------------------------------------
+    def _register(self) -> None:
+        settings = self.settings
+        pipeline = self.pipeline
+        metrics = self.metrics
+
+        @self.broker.subscriber(
+            *(settings.topic(name) for name in MEMBER_TOPICS),
+            group_id=settings.group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=settings.max_batch,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            # Co-partitioning: partition p of every member topic goes to the same instance (pipeline.py).
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            listener=_Rebalance(pipeline.partitions_changed),
+            max_poll_interval_ms=600_000,
+        )
+        async def on_member_inputs(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            records = raw if isinstance(raw, tuple) else (raw,)
+            started = time.perf_counter()
+            try:
+                await pipeline.handle(records)
+            except Exception:
+                log.exception("member batch not applied; it will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+
+        @self.broker.subscriber(
+            settings.topic(topics.SEND_RESULTS),
+            group_id=f"{settings.group_id}-results",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=500,
+            batch_timeout_ms=100,
+        )
+        async def on_send_results(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            records = raw if isinstance(raw, tuple) else (raw,)
+            outgoing: list[Outgoing] = []
+            rules = self.rules.current()
+            for record in records:
+                try:
+                    result = SendResulted.model_validate_json(record.value)
+                except ValidationError as exc:
+                    metrics.inputs.labels(topics.SEND_RESULTS, "invalid").inc()
+                    await self.dead.send(topics.SEND_RESULTS, record, reason(exc))
+                    continue
+                outgoing.extend(campaign_tags(result, rules, topic_of=settings.topic))
+            try:
+                await self.publish_all(outgoing)
+            except Exception:
+                log.exception("campaign tags not published; the results will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
+
+    async def publish_all(self, messages: Sequence[Outgoing]) -> None:
+        """Publish and wait until Kafka acknowledged every message (at least once; consumers dedupe)."""
+        if not messages:
+            return
+        sends: list[Awaitable[Any]] = [
+            await self.producer.send(message.topic, message.value, key=message.key) for message in messages
+        ]
+        await gather_sends(sends)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        settings = self.settings
+        consumed = [*MEMBER_TOPICS, topics.SEND_RESULTS]
+        produced = [topics.MEMBER_CHANGES, topics.SEND_REQUESTS]
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [settings.topic(n) for n in (*consumed, *produced)]
+            + [settings.topic(topics.dlq(n)) for n in consumed],
+            partitions=settings.topic_partitions,
+        )
+        await self.producer.start()
+        await self._check_copartitioned()
+        await self.store.ensure_indexes()
+        await self.rules.refresh()
+        await self.models.refresh()
+        await self.broker.start()
+        self._tasks = [
+            asyncio.create_task(self._every(settings.rules_refresh_s, self.rules.refresh), name="rules")
+        ]
+        if settings.jobs:
+            self._tasks += [
+                asyncio.create_task(self._every(settings.sweep_interval_s, self.sweep), name="sweep"),
+                asyncio.create_task(
+                    self._every(settings.coverage_refresh_s, self.refresh_coverage), name="cov"
+                ),
+                asyncio.create_task(self._every(settings.rfm_interval_s, self.scheduled_rfm), name="rfm"),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.stop()
+        await self.producer.stop()
+        await self.mongo.close()
+
+    async def _check_copartitioned(self) -> None:
+        """The single-writer rule needs the member topics to have the same number of partitions."""
+        counts = {
+            name: len(await self.producer.partitions_for(self.settings.topic(name)) or ())
+            for name in MEMBER_TOPICS
+        }
+        if len(set(counts.values())) != 1:
+            raise ConfigurationError(
+                f"the member topics must have the same number of partitions (co-partitioned), got {counts}"
+            )
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("background job failed; it runs again next time", extra={"job": job.__name__})
+            await asyncio.sleep(interval_s)
+
+    # ---- jobs ------------------------------------------------------------------------------------------
+    async def sweep(self) -> int:
+        return await self.sweeper.sweep(self.clock())
+
+    async def refresh_coverage(self) -> None:
+        now = self.clock()
+        for channel_id in await self.store.channel_ids():
+            publish_coverage(self.metrics, await compute_coverage(self.store, channel_id, now))
+
+    async def scheduled_rfm(self) -> None:
+        """Recompute each channel's RFM once per interval, in one instance (the first to claim the slot)."""
+        now = self.clock()
+        slot = int(now.timestamp() // self.settings.rfm_interval_s)
+        for channel_id in await self.store.channel_ids():
+            try:
+                await self.store.db["job_runs"].insert_one({"_id": f"rfm:{channel_id}:{slot}", "at": now})
+            except DuplicateKeyError:
+                continue  # another instance has this slot
+            await self.rfm.recompute(channel_id, now)
