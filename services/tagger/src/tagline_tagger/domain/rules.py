@@ -274,7 +274,6 @@ class _Target:
         return RuleHit(self.rule_id, self.tag, self.origin, expires_at, self.cooldown_s, self.auto_reply)
 
 
-TextTest = Callable[[str], bool]
 ActivityTest = Callable[[Activity], bool]
 PairsTest = Callable[[frozenset[tuple[str, str]], frozenset[str]], bool]
 
@@ -283,12 +282,40 @@ PairsTest = Callable[[frozenset[tuple[str, str]], frozenset[str]], bool]
 class _ChannelRules:
     exact: dict[str, list[_Target]] = field(default_factory=dict)
     """Normalized exact keyword → the rules it fires."""
-    text: list[tuple[_Target, TextTest]] = field(default_factory=list)
-    """contains / prefix / regex keyword rules, on the normalized text."""
+    contains: list[tuple[_Target, tuple[str, ...]]] = field(default_factory=list)
+    """``contains`` keyword rules and their normalized patterns."""
+    prefix: list[tuple[_Target, tuple[str, ...]]] = field(default_factory=list)
+    """``prefix`` keyword rules and their normalized patterns."""
+    regex: list[tuple[_Target, tuple[re.Pattern[str], ...]]] = field(default_factory=list)
+    """``regex`` keyword rules and their compiled patterns."""
     params: list[tuple[_Target, PairsTest]] = field(default_factory=list)
     """Postback ``params`` rules, on the parsed data."""
     by_kind: dict[ActivityKind, list[tuple[_Target, ActivityTest]]] = field(default_factory=dict)
     """Every other rule, by the one activity kind it can match."""
+
+    @property
+    def has_keywords(self) -> bool:
+        return bool(self.exact or self.contains or self.prefix or self.regex)
+
+    def keyword_hits(self, text: str, fired: list[_Target]) -> None:
+        """Append to ``fired`` the keyword rules that normalized ``text`` fires (each rule once)."""
+        exact = self.exact.get(text)
+        if exact is not None:
+            fired.extend(exact)
+        # Plain loops: this runs for every text message over every keyword rule of the channel.
+        for target, patterns in self.contains:
+            for pattern in patterns:
+                if pattern in text:
+                    fired.append(target)
+                    break
+        for target, patterns in self.prefix:
+            if text.startswith(patterns):
+                fired.append(target)
+        for target, regexes in self.regex:
+            for regex in regexes:
+                if regex.search(text) is not None:
+                    fired.append(target)
+                    break
 
     def add(self, kind: ActivityKind, target: _Target, test: ActivityTest) -> None:
         self.by_kind.setdefault(kind, []).append((target, test))
@@ -296,27 +323,6 @@ class _ChannelRules:
 
 def _rule_id(target: _Target) -> str:
     return target.rule_id
-
-
-def _contains(patterns: tuple[str, ...]) -> TextTest:
-    def test(text: str) -> bool:
-        return any(pattern in text for pattern in patterns)
-
-    return test
-
-
-def _prefix(patterns: tuple[str, ...]) -> TextTest:
-    def test(text: str) -> bool:
-        return text.startswith(patterns)
-
-    return test
-
-
-def _regex(regexes: tuple[re.Pattern[str], ...]) -> TextTest:
-    def test(text: str) -> bool:
-        return any(regex.search(text) is not None for regex in regexes)
-
-    return test
 
 
 def _params(params: dict[str, str]) -> PairsTest:
@@ -331,7 +337,7 @@ def _params(params: dict[str, str]) -> PairsTest:
 
 def _add_keyword(rules: _ChannelRules, target: _Target, cond: KeywordCondition) -> None:
     if cond.match is KeywordMatch.REGEX:
-        rules.text.append((target, _regex(tuple(_compile_regex(p) for p in cond.patterns))))
+        rules.regex.append((target, tuple(_compile_regex(p) for p in cond.patterns)))
         return
     # Several patterns can normalize to the same text; the rule must still fire once.
     patterns = tuple(dict.fromkeys(normalize(p) for p in cond.patterns))
@@ -339,9 +345,9 @@ def _add_keyword(rules: _ChannelRules, target: _Target, cond: KeywordCondition) 
         for pattern in patterns:
             rules.exact.setdefault(pattern, []).append(target)
     elif cond.match is KeywordMatch.PREFIX:
-        rules.text.append((target, _prefix(patterns)))
+        rules.prefix.append((target, patterns))
     else:
-        rules.text.append((target, _contains(patterns)))
+        rules.contains.append((target, patterns))
 
 
 def _add(rules: _ChannelRules, target: _Target, cond: Condition) -> None:  # noqa: PLR0912 - one case a kind
@@ -452,14 +458,8 @@ class RuleSet:
         fired: list[_Target] = []
         kind = activity.kind
         if kind is ActivityKind.MESSAGE:
-            if activity.text is not None and activity.message_type == "text" and (rules.exact or rules.text):
-                text = normalize(activity.text)
-                exact = rules.exact.get(text)
-                if exact is not None:
-                    fired.extend(exact)
-                for target, text_test in rules.text:
-                    if text_test(text):
-                        fired.append(target)
+            if activity.text is not None and activity.message_type == "text" and rules.has_keywords:
+                rules.keyword_hits(normalize(activity.text), fired)
         elif kind is ActivityKind.POSTBACK and rules.params and activity.postback_data is not None:
             data_pairs = frozenset(parse_qsl(activity.postback_data, keep_blank_values=True))
             data_keys = frozenset(k for k, _ in data_pairs)
