@@ -4,7 +4,7 @@
   instance that owns the member's Kafka partition (``tagline_tagger.pipeline``), always as a whole document
   (``replace_one`` upsert by ``_id``), so every write is atomic and there is never a second writer to race.
   Segment fields are stored where ``tagline_contracts.segments.DEFAULT_FIELDS`` expects them:
-  ``follow_state``, ``tags`` (names of the active tags), ``attributes``, ``last_interaction_at``, ``rfm_segment``.
+  ``follow_state``, ``tags`` (active tag names), ``attributes``, ``last_interaction_at``, ``rfm_segment``.
 * ``rules`` — keyword and behavior rules (HTTP API); every instance reloads them every few seconds.
 * ``rfm_models`` — the latest RFM model per channel (``_id`` = channel).
 
