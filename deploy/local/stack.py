@@ -4,7 +4,8 @@
 
 Services read the servers' addresses from ``.local/infra/infra.env``. Without channel settings in the
 environment, ingest and sender use the development channel in ``deploy/local/dev-channels.json`` and
-``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE.
+``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE. The
+tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send requests).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ SERVICES = (
             "TAGLINE_SENDER_LINE_API_URL": "http://127.0.0.1:8090",
             "TAGLINE_SENDER_CHANNELS_FILE": str(ROOT / "deploy" / "local" / "dev-sender-channels.json"),
         },
+    ),
+    Service(
+        "tagger",
+        "tagline_tagger",
+        {"TAGLINE_TAGGER_HOST": "127.0.0.1", "TAGLINE_TAGGER_PORT": "8082"},
     ),
 )
 
