@@ -19,7 +19,9 @@ from tagline_contracts.envelope import new_event_id
 from tagline_contracts.orders import OrderEvent, OrderEventRecord
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_ingest.domain.normalize import normalize, parse_body
+from tagline_platform.kafka import ensure_topics
 from tagline_tagger.app import create_app
+from tagline_tagger.pipeline import MEMBER_TOPICS
 from tagline_tagger.service import TaggerService
 from tagline_tagger.settings import TaggerSettings
 from tagline_testing.waiting import eventually as wait_for
@@ -158,6 +160,13 @@ async def inputs(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Inputs]:
         yield Inputs(producer, namespace)
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+async def tagger_topics(kafka_bootstrap: str, namespace: str) -> None:
+    """Create the tagger's topics up front (to publish before any tagger has started)."""
+    names = [*MEMBER_TOPICS, topics.SEND_RESULTS, topics.MEMBER_CHANGES, topics.SEND_REQUESTS]
+    await ensure_topics(kafka_bootstrap, [f"{namespace}{name}" for name in names], partitions=PARTITIONS)
 
 
 @pytest.fixture

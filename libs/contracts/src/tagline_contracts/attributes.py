@@ -55,8 +55,8 @@ class MemberUpdated(Contract):
     """Attribute upserts and tag changes for one member.
 
     ``attributes``: keys to set; a ``null`` value removes the key. Well-known keys are listed in
-    :mod:`tagline_contracts.members` (``gender``, ``birth_date``, ``age_band``, ``region``, ``os``, ``source``,
-    ``route``); others are free-form custom key/values.
+    :mod:`tagline_contracts.members` (``gender``, ``birth_date``, ``age_band``, ``region``, ``os``,
+    ``source``, ``route``); others are free-form custom key/values.
     """
 
     user_id: str = Field(min_length=1, max_length=100)

@@ -1,4 +1,4 @@
-"""``python -m tagline_tagger`` (or ``tagline-sender``): the member pipeline, jobs and HTTP API."""
+"""``python -m tagline_tagger`` (or ``tagline-tagger``): the member pipeline, jobs and HTTP API."""
 
 from __future__ import annotations
 

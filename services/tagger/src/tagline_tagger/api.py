@@ -156,7 +156,9 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         try:
             update = MemberUpdated(user_id=user_id, tags_remove=[name])
         except ValidationError as exc:
-            raise HTTPException(status_code=422, detail=exc.errors(include_url=False, include_context=False)) from exc
+            raise HTTPException(
+                status_code=422, detail=exc.errors(include_url=False, include_context=False)
+            ) from exc
         return await _publish_update(channel_id, update)
 
     # ---- segments --------------------------------------------------------------------------------------
@@ -164,7 +166,9 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         try:
             return SEGMENT_FILTER.validate_python(raw)
         except ValidationError as exc:
-            raise HTTPException(status_code=422, detail=exc.errors(include_url=False, include_context=False)) from exc
+            raise HTTPException(
+                status_code=422, detail=exc.errors(include_url=False, include_context=False)
+            ) from exc
 
     def _query(segment: SegmentFilter) -> dict[str, Any]:
         now = datetime.now(UTC)

@@ -296,6 +296,8 @@ class MemberPipeline:
                 Outgoing(self._changes_topic, key, envelope.model_dump_json(by_alias=True).encode())
             )
         for reply in effects.replies:
+            if now - reply.received_at > self._reply_ttl:
+                continue  # the reply token is stale: a paid push is not what an auto-reply is for
             produced.append(Outgoing(self._requests_topic, key, self._reply(member, reply, now)))
         return produced
 
@@ -306,7 +308,7 @@ class MemberPipeline:
             messages=list(reply.messages),
             target=UserTarget(user_id=member.user_id),
             reply=ReplyContext(token=reply.reply_token, received_at=reply.received_at),
-            expires_at=reply.received_at + timedelta(hours=1),
+            expires_at=reply.received_at + self._reply_ttl,  # after that the sender drops it, never pushes
             labels={"source": "tagger", "rule_id": reply.rule_id},
         )
         envelope = SendRequested(

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -68,7 +68,7 @@ class TaggerService:
             self.mongo[settings.database], lookup_concurrency=settings.lookup_concurrency
         )
         self.broker = create_broker(settings, client_id="tagline-tagger")
-        self.producer = create_producer(settings, client_id="tagline-tagger-out")
+        self._producer: AIOKafkaProducer | None = None  # created in start(): aiokafka needs the running loop
         self.rules = RuleCache(self.store, self.metrics)
         self.models = ModelCache(self.store)
         self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id)
@@ -155,8 +155,11 @@ class TaggerService:
         """Publish and wait until Kafka acknowledged every message (at least once; consumers dedupe)."""
         if not messages:
             return
+        if self._producer is None:
+            raise RuntimeError("the tagger is not started")
+        producer = self._producer
         sends: list[Awaitable[Any]] = [
-            await self.producer.send(message.topic, message.value, key=message.key) for message in messages
+            await producer.send(message.topic, message.value, key=message.key) for message in messages
         ]
         await gather_sends(sends)
 
@@ -171,8 +174,9 @@ class TaggerService:
             + [settings.topic(topics.dlq(n)) for n in consumed],
             partitions=settings.topic_partitions,
         )
-        await self.producer.start()
-        await self._check_copartitioned()
+        self._producer = create_producer(settings, client_id="tagline-tagger-out")
+        await self._producer.start()
+        await self._check_copartitioned(self._producer)
         await self.store.ensure_indexes()
         await self.rules.refresh()
         await self.models.refresh()
@@ -196,13 +200,14 @@ class TaggerService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.broker.stop()
-        await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         await self.mongo.close()
 
-    async def _check_copartitioned(self) -> None:
+    async def _check_copartitioned(self, producer: AIOKafkaProducer) -> None:
         """The single-writer rule needs the member topics to have the same number of partitions."""
         counts = {
-            name: len(await self.producer.partitions_for(self.settings.topic(name)) or ())
+            name: len(await producer.partitions_for(self.settings.topic(name)) or ())
             for name in MEMBER_TOPICS
         }
         if len(set(counts.values())) != 1:

@@ -29,7 +29,7 @@ class TaggerSettings(ServiceSettings):
     rfm_interval_s: float = Field(
         default=86_400.0,
         gt=0,
-        description="How often every channel's RFM model is recomputed (0: on demand).",
+        description="How often each channel's RFM model is recomputed (on demand too: .../rfm/recompute).",
     )
     reply_ttl_s: float = Field(default=25.0, gt=0, description="Auto-replies to older messages are not sent.")
     jobs: bool = Field(default=True, description="Run the scheduled jobs (sweep, coverage, RFM) here.")

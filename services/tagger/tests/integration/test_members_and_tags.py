@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from tagline_contracts.members import MemberChangedEvent
 from tagline_contracts.sending import SendRequested
 from tagline_testing.kafka import read_topic
 
+Eventually = Callable[..., Awaitable[None]]
 CHANNEL = "1234567890"
 
 
@@ -27,8 +29,8 @@ async def changes_of(kafka_bootstrap: str, namespace: str, count: int) -> list[M
 
 
 async def test_follow_unfollow_in_time_order_and_once(
-    start_tagger, inputs, eventually, kafka_bootstrap, namespace
-):
+    start_tagger: Any, inputs: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+) -> None:
     line = inputs.line
     follow = line.follow("U1")
     old_unfollow = line.unfollow("U1")
@@ -65,8 +67,8 @@ async def _state(tagger: Any, user_id: str, state: str) -> bool:
 
 
 async def test_keyword_rules_tag_full_width_text_and_auto_reply(
-    start_tagger, inputs, eventually, kafka_bootstrap, namespace
-):
+    start_tagger: Any, inputs: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+) -> None:
     async with start_tagger() as tagger:
         reply = [{"type": "text", "text": "優惠券在這裡"}]
         created = await tagger.client.post(
@@ -103,7 +105,7 @@ async def test_keyword_rules_tag_full_width_text_and_auto_reply(
     assert request.idempotency_key == f"autoreply:{rule['id']}:{ids[0]}"
 
 
-async def test_rules_api_validation_update_disable_delete(start_tagger):
+async def test_rules_api_validation_update_disable_delete(start_tagger: Any) -> None:
     async with start_tagger() as tagger:
         client = tagger.client
         bad = await client.post(f"/channels/{CHANNEL}/rules", json=keyword_rule("x", "([a-z", match="regex"))
@@ -124,7 +126,9 @@ async def test_rules_api_validation_update_disable_delete(start_tagger):
         assert (await client.delete(f"/rules/{rule_id}")).status_code == 404
 
 
-async def test_a_rule_created_in_one_instance_applies_in_another(start_tagger, inputs, eventually):
+async def test_a_rule_created_in_one_instance_applies_in_another(
+    start_tagger: Any, inputs: Any, eventually: Eventually
+) -> None:
     async with start_tagger() as first, start_tagger() as second:
         await first.client.post(
             f"/channels/{CHANNEL}/rules",
@@ -153,7 +157,7 @@ async def test_a_rule_created_in_one_instance_applies_in_another(start_tagger, i
         await eventually(all_tagged, 30, "every member tagged by whichever instance owns it")
 
 
-async def test_orders_tags_and_rfm_values(start_tagger, inputs, eventually):
+async def test_orders_tags_and_rfm_values(start_tagger: Any, inputs: Any, eventually: Eventually) -> None:
     async with start_tagger() as tagger:
         for body in (
             {"name": "buyer", "tag": "buyer", "condition": {"kind": "purchase"}},
@@ -195,7 +199,9 @@ async def test_orders_tags_and_rfm_values(start_tagger, inputs, eventually):
         assert (await tagger.member("U3"))["rfm"]["monetary"] == 600
 
 
-async def test_attributes_manual_tags_and_campaign_tags(start_tagger, inputs, eventually):
+async def test_attributes_manual_tags_and_campaign_tags(
+    start_tagger: Any, inputs: Any, eventually: Eventually
+) -> None:
     async with start_tagger() as tagger:
         await tagger.client.post(
             f"/channels/{CHANNEL}/rules",
@@ -249,7 +255,7 @@ async def test_attributes_manual_tags_and_campaign_tags(start_tagger, inputs, ev
         await eventually(removed_all, 20, "tag removed and attribute unset")
 
 
-async def test_expired_tags_are_swept(start_tagger, inputs, eventually):
+async def test_expired_tags_are_swept(start_tagger: Any, inputs: Any, eventually: Eventually) -> None:
     async with start_tagger(sweep_interval_s=0.3) as tagger:
         soon = datetime.now(UTC) + timedelta(seconds=1)
         await inputs.update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ from tagline_contracts import topics
 from tagline_contracts.members import MemberChangedEvent
 from tagline_testing.kafka import read_topic
 
+Eventually = Callable[..., Awaitable[None]]
 CHANNEL = "1234567890"
 
 
@@ -20,7 +22,9 @@ async def _members(tagger: Any, users: list[str], ready: Any) -> bool:
     return True
 
 
-async def test_segment_validate_count_and_page(start_tagger, inputs, eventually):
+async def test_segment_validate_count_and_page(
+    start_tagger: Any, inputs: Any, eventually: Eventually
+) -> None:
     async with start_tagger() as tagger:
         users = [f"U{i:02d}" for i in range(10)]
         for i, user in enumerate(users):
@@ -82,7 +86,9 @@ async def test_segment_validate_count_and_page(start_tagger, inputs, eventually)
         assert seen == ["U00", "U02", "U03", "U04", "U06", "U08", "U09"]
 
 
-async def test_tag_coverage_overall_by_origin_and_by_tag(start_tagger, inputs, eventually):
+async def test_tag_coverage_overall_by_origin_and_by_tag(
+    start_tagger: Any, inputs: Any, eventually: Eventually
+) -> None:
     async with start_tagger() as tagger:
         await tagger.client.post(
             f"/channels/{CHANNEL}/rules",
@@ -116,12 +122,15 @@ async def test_tag_coverage_overall_by_origin_and_by_tag(start_tagger, inputs, e
         assert result["by_tag"]["vip"]["members"] == 2
         assert result["by_tag"]["asked-price"]["members"] == 2
         metrics = (await tagger.client.get("/metrics")).text
-        assert f'tagline_tagger_tag_coverage_ratio{{channel_id="{CHANNEL}",scope="all"}} {round(3 / 7, 6)}' in metrics
+        assert (
+            f'tagline_tagger_tag_coverage_ratio{{channel_id="{CHANNEL}",scope="all"}} {round(3 / 7, 6)}'
+            in metrics
+        )
 
 
 async def test_rfm_recompute_scores_every_buyer_and_publishes_segments(
-    start_tagger, inputs, eventually, kafka_bootstrap, namespace
-):
+    start_tagger: Any, inputs: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+) -> None:
     now = datetime.now(UTC)
     async with start_tagger() as tagger:
         # 20 buyers: B00 bought long ago, once, little ... B19 recently, often, a lot.
