@@ -777,7 +777,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     # filtering on the indexed spelling makes `{_id: <string or ObjectId>}` lookups O(log n).
     (
         "internal/backends/sqlite/metadata/metadata.go",
-        'IDColumn = DefaultColumn + "->\'$._id\'"',
+        "IDColumn = DefaultColumn + \"->'$._id'\"",
         'IDColumn = DefaultColumn + `->"_id"`',
     ),
 )
