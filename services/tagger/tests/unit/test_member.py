@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagline_contracts.attributes import MemberUpdated, RfmScored, TagOrigin
+from tagline_contracts.attributes import MemberUpdated, RfmScored, TagGrant, TagOrigin
 from tagline_contracts.members import ChangeKind, FollowState
 from tagline_contracts.orders import OrderEvent, OrderEventKind
 from tagline_tagger.adapters.mongo import member_from_doc, member_to_doc
@@ -149,12 +149,12 @@ def test_tag_expiry_permanent_grant_wins_and_expired_tags_are_removed() -> None:
     soon = T0 + timedelta(hours=1)
     member.apply_update(
         MemberUpdated(
-            user_id="U1", tags_add=[{"name": "a", "expires_at": soon}, {"name": "b", "expires_at": soon}]
+            user_id="U1", tags_add=[TagGrant(name="a", expires_at=soon), TagGrant(name="b", expires_at=soon)]
         ),
         T0,
         effects,
     )
-    member.apply_update(MemberUpdated(user_id="U1", tags_add=[{"name": "b"}]), T0, effects)
+    member.apply_update(MemberUpdated(user_id="U1", tags_add=[TagGrant(name="b")]), T0, effects)
     later = Effects()
     member.expire_tags(soon + timedelta(seconds=1), later)
     assert set(member.tags) == {"b"}
@@ -252,7 +252,7 @@ def test_document_roundtrip_keeps_everything() -> None:
             user_id="U1",
             attributes={"region": "tpe"},
             display_name="Amy",
-            tags_add=[{"name": "vip", "expires_at": T0 + timedelta(days=3)}],
+            tags_add=[TagGrant(name="vip", expires_at=T0 + timedelta(days=3))],
         ),
         T0,
         Effects(),
@@ -271,7 +271,7 @@ def test_document_roundtrip_keeps_everything() -> None:
 def test_snapshot_and_versioned_change() -> None:
     member, effects = Member(CHANNEL, "U1"), Effects()
     member.apply_activity(act(ActivityKind.FOLLOW, T0), NO_RULES, effects)
-    member.apply_update(MemberUpdated(user_id="U1", tags_add=[{"name": "x"}]), T0, effects)
+    member.apply_update(MemberUpdated(user_id="U1", tags_add=[TagGrant(name="x")]), T0, effects)
     change = member.changed(effects, T0)
     assert change.version == 1
     assert change.tags_added == ["x"]
