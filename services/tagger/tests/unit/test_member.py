@@ -58,7 +58,7 @@ def test_block_then_unblock() -> None:
     member.apply_activity(act(ActivityKind.FOLLOW, T0), NO_RULES, Effects())
     blocked = Effects()
     member.apply_activity(act(ActivityKind.UNFOLLOW, T0 + timedelta(days=1)), NO_RULES, blocked)
-    assert member.follow_state is FollowState.BLOCKED
+    assert member.snapshot(T0).follow_state is FollowState.BLOCKED
     assert blocked.changes == [ChangeKind.BLOCKED]  # blocking is not an interaction
     back = Effects()
     member.apply_activity(act(ActivityKind.FOLLOW, T0 + timedelta(days=2), unblocked=True), NO_RULES, back)
