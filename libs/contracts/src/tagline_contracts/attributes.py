@@ -28,9 +28,18 @@ RFM_SCORED_SCHEMA: Literal["RfmScored"] = "RfmScored"
 
 MAX_TAG_NAME_LENGTH = 50
 MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY = 100
 _BAD_KEY_CHARS = frozenset(".$\x00")
 
 TagName = Annotated[str, Field(min_length=1, max_length=MAX_TAG_NAME_LENGTH, pattern=r"^[^\x00-\x1f]+$")]
+
+
+def check_attribute_keys(value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """Attribute keys are stored as MongoDB field names: 1-100 characters, no ``.``, ``$`` or NUL."""
+    for key in value:
+        if not key or len(key) > MAX_ATTRIBUTE_KEY or _BAD_KEY_CHARS.intersection(key):
+            raise ValueError(f"attribute key {key!r}: 1-{MAX_ATTRIBUTE_KEY} characters, no '.', '$' or NUL")
+    return value
 
 
 class TagOrigin(StrEnum):
@@ -68,10 +77,7 @@ class MemberUpdated(Contract):
     @field_validator("attributes")
     @classmethod
     def _usable_keys(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        for key in value:
-            if not key or len(key) > 100 or _BAD_KEY_CHARS.intersection(key):
-                raise ValueError(f"attribute key {key!r}: 1-100 characters, no '.', '$' or NUL")
-        return value
+        return check_attribute_keys(value)
 
 
 class MemberUpdatedEvent(Envelope[MemberUpdated]):

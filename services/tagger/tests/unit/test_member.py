@@ -278,3 +278,21 @@ def test_snapshot_and_versioned_change() -> None:
     assert change.snapshot.follow_state is FollowState.FOLLOWED
     assert change.snapshot.tags == ["x"]
     assert member.changed(Effects(changes=[ChangeKind.INTERACTED]), T0).version == 2
+
+
+def test_a_rule_can_set_attributes() -> None:
+    rules = RuleSet.compile(
+        [
+            rule(
+                "R1",
+                "student",
+                {"kind": "postback", "params": {"who": "student"}},
+                set_attributes={"occupation": "student", "age_band": None},
+            )
+        ]
+    )
+    member, effects = Member(CHANNEL, "U1", attributes={"age_band": "18-24"}), Effects()
+    member.apply_activity(act(ActivityKind.POSTBACK, T0, postback_data="who=student"), rules, effects)
+    assert member.attributes == {"occupation": "student"}
+    assert ChangeKind.ATTRIBUTES_CHANGED in effects.changes
+    assert "student" in member.tags

@@ -236,17 +236,7 @@ class Member:
 
     def apply_update(self, update: MemberUpdated, at: datetime, effects: Effects) -> None:
         """Attribute upserts (``None`` removes a key), profile, manual/import tags."""
-        changed = False
-        for key, value in update.attributes.items():
-            if value is None:
-                if key in self.attributes:
-                    del self.attributes[key]
-                    changed = True
-            elif self.attributes.get(key, _MISSING) != value or key not in self.attributes:
-                self.attributes[key] = value
-                changed = True
-        if changed:
-            effects.change(ChangeKind.ATTRIBUTES_CHANGED)
+        self._set_attributes(update.attributes, effects)
         if update.display_name is not None and update.display_name != self.display_name:
             self.display_name = update.display_name
             effects.change(ChangeKind.PROFILE_CHANGED)
@@ -312,6 +302,8 @@ class Member:
                 activity.at,
                 effects,
             )
+            if hit.set_attributes:
+                self._set_attributes(hit.set_attributes, effects)
             if hit.auto_reply and activity.reply_token and activity.active:
                 effects.replies.append(
                     AutoReply(
@@ -322,6 +314,19 @@ class Member:
                         messages=hit.auto_reply,
                     )
                 )
+
+    def _set_attributes(self, attributes: dict[str, AttributeValue], effects: Effects) -> None:
+        changed = False
+        for key, value in attributes.items():
+            if value is None:
+                if key in self.attributes:
+                    del self.attributes[key]
+                    changed = True
+            elif key not in self.attributes or self.attributes[key] != value:
+                self.attributes[key] = value
+                changed = True
+        if changed:
+            effects.change(ChangeKind.ATTRIBUTES_CHANGED)
 
     def _grant(self, grant: TagGrant, at: datetime, effects: Effects) -> None:
         record = self.tags.get(grant.name)
@@ -395,6 +400,3 @@ class Member:
             tags_removed=effects.tags_removed,
             snapshot=self.snapshot(now),
         )
-
-
-_MISSING = object()

@@ -24,8 +24,9 @@ from urllib.parse import parse_qsl
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from tagline_contracts.attributes import TagName, TagOrigin
+from tagline_contracts.attributes import TagName, TagOrigin, check_attribute_keys
 from tagline_contracts.base import Contract
+from tagline_contracts.members import AttributeValue
 from tagline_contracts.orders import OrderEventKind
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.text import normalize
@@ -221,6 +222,13 @@ class RuleSpec(Contract):
     """The rule does not fire again for the same member within this many seconds of its last firing (applied
     by the member model; :class:`RuleSet` only reports it)."""
     condition: Condition
+    set_attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=20)
+    """Attributes the rule also sets on the member when it fires (``null`` removes one)."""
+
+    @field_validator("set_attributes")
+    @classmethod
+    def _attribute_keys(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        return check_attribute_keys(value)
 
     @property
     def origin(self) -> TagOrigin:
@@ -249,6 +257,8 @@ class RuleHit:
     cooldown_s: int | None
     auto_reply: tuple[dict[str, Any], ...] | None
     """Keyword rules' reply messages (shared with the rule set: copy before changing them)."""
+    set_attributes: dict[str, AttributeValue] | None = None
+    """Attributes the rule sets on the member (e.g. a postback "I am a student" → ``segment=student``)."""
 
 
 def _compile_regex(pattern: str) -> re.Pattern[str]:
@@ -268,10 +278,19 @@ class _Target:
     ttl: timedelta | None
     cooldown_s: int | None
     auto_reply: tuple[dict[str, Any], ...] | None
+    set_attributes: dict[str, AttributeValue] | None = None
 
     def hit(self, at: datetime) -> RuleHit:
         expires_at = None if self.ttl is None else at + self.ttl
-        return RuleHit(self.rule_id, self.tag, self.origin, expires_at, self.cooldown_s, self.auto_reply)
+        return RuleHit(
+            self.rule_id,
+            self.tag,
+            self.origin,
+            expires_at,
+            self.cooldown_s,
+            self.auto_reply,
+            self.set_attributes,
+        )
 
 
 ActivityTest = Callable[[Activity], bool]
@@ -441,6 +460,7 @@ class RuleSet:
                 ttl=None if rule.tag_ttl_s is None else timedelta(seconds=rule.tag_ttl_s),
                 cooldown_s=rule.cooldown_s,
                 auto_reply=cond.auto_reply if isinstance(cond, KeywordCondition) else None,
+                set_attributes=rule.set_attributes or None,
             )
             _add(channels.setdefault(rule.channel_id, _ChannelRules()), target, cond)
             size += 1
