@@ -6,16 +6,18 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from tagline_platform.errors import TaglineError
+
+T = TypeVar("T")
 
 
 def create_mongo_client(
@@ -33,6 +35,19 @@ def create_mongo_client(
         connectTimeoutMS=timeout_ms,
         **overrides,
     )
+
+
+BULK_CHUNK = 50
+"""Most statements per ``bulk_write`` command. FerretDB 1.24 keeps one SQLite connection per statement that
+matched an existing document until the whole command ends, and a database has 100: the 100th such statement
+waits forever while holding a lock every other client needs, and the whole server stops answering. Chunks of
+50 stay clear of that and cost nothing measurable (FerretDB applies statements one by one anyway)."""
+
+
+def chunked(ops: Sequence[T], size: int = BULK_CHUNK) -> Iterator[Sequence[T]]:
+    """``ops`` in consecutive slices of at most ``size``: one ``bulk_write`` each (see :data:`BULK_CHUNK`)."""
+    for start in range(0, len(ops), size):
+        yield ops[start : start + size]
 
 
 class LockTimeout(TaglineError):

@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tagline_contracts.members import FollowState, MemberChanged
-from tagline_platform.mongo import DocumentLock
+from tagline_platform.mongo import DocumentLock, chunked
 from tagline_sender.domain.delivery import DeliveryState
 
 Doc = dict[str, Any]
@@ -78,26 +78,46 @@ class SenderStore:
 
     # ---- members projection ------------------------------------------------------------------------
     async def apply_member_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> int:
-        """Upsert each change unless a newer version is stored; returns how many were applied."""
-        ops = [
-            UpdateOne(
+        """Upsert each change unless a newer version is stored; returns how many were applied.
+
+        The version predicate makes a stale change's upsert collide with the stored ``_id``: a duplicate key
+        means the stored version is newer or equal, i.e. the change is already applied.
+        """
+        statements = [
+            (
                 {"_id": f"{channel_id}:{change.user_id}", "version": {"$lt": change.version}},
                 {"$set": projection_doc(channel_id, change)},
-                upsert=True,
             )
             for change in changes
         ]
-        if not ops:
-            return 0
-        try:
-            result = await self.members.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            # A duplicate key means the stored version is newer or equal: the change is already applied.
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return len(ops) - len(errors)
-        return result.upserted_count + result.modified_count
+        applied = 0
+        for chunk in chunked(statements):  # FerretDB deadlocks on bigger bulk writes (tagline_platform.mongo)
+            try:
+                result = await self.members.bulk_write(
+                    [UpdateOne(query, update, upsert=True) for query, update in chunk], ordered=False
+                )
+            except KeyError:
+                # FerretDB's reply omits nModified when every statement failed, which PyMongo cannot merge:
+                # apply this chunk one statement at a time (every change in it is probably stale).
+                applied += await self._apply_one_by_one(chunk)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                applied += len(chunk) - len(errors)
+            else:
+                applied += result.upserted_count + result.modified_count
+        return applied
+
+    async def _apply_one_by_one(self, statements: Sequence[tuple[Doc, Doc]]) -> int:
+        applied = 0
+        for query, update in statements:
+            try:
+                await self.members.update_one(query, update, upsert=True)
+            except DuplicateKeyError:
+                continue
+            applied += 1
+        return applied
 
     async def member_ids(self, channel_id: str, query: Doc) -> list[str]:
         """Followed members of the channel matching ``query``, sorted (deterministic batches)."""

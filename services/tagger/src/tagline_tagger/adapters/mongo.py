@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tagline_contracts.attributes import TagOrigin
 from tagline_contracts.members import FollowState
+from tagline_platform.mongo import chunked
 from tagline_tagger.domain.member import Member, Rfm, TagRecord
 from tagline_tagger.domain.rfm import RfmModel
 
@@ -139,9 +140,9 @@ class TaggerStore:
 
     async def save_members(self, members: Sequence[Member], now: datetime) -> None:
         """Write each member whole (one atomic document write each; order between members is irrelevant)."""
-        if members:
-            ops = [ReplaceOne({"_id": m.key}, member_to_doc(m, now), upsert=True) for m in members]
-            await self.members.bulk_write(ops, ordered=False)
+        ops = [ReplaceOne({"_id": m.key}, member_to_doc(m, now), upsert=True) for m in members]
+        for chunk in chunked(ops):  # FerretDB deadlocks on bigger bulk writes (tagline_platform.mongo)
+            await self.members.bulk_write(chunk, ordered=False)
 
     async def get_member(self, channel_id: str, user_id: str) -> Doc | None:
         return await self.members.find_one({"_id": f"{channel_id}:{user_id}"}, MEMBER_VIEW)
