@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,9 @@ class MemberInput:
     event_id: str
     at: datetime
     item: Input
+    position: str | None = None
+    """``"<topic>:<partition>"`` the record came from (see ``Member.offsets``)."""
+    offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,9 @@ class MemberPipeline:
             if found is None:
                 self._metrics.inputs.labels(logical, "ignored").inc()
                 continue
-            by_member.setdefault(member_key(found.channel_id, found.user_id), []).append(found)
+            position = f"{logical.replace('.', '_')}:{record.partition}"
+            located = replace(found, position=position, offset=record.offset)
+            by_member.setdefault(member_key(found.channel_id, found.user_id), []).append(located)
         if not by_member:
             return
 
@@ -225,12 +230,16 @@ class MemberPipeline:
             effects = Effects()
             applied = replayed = False
             for item in inputs:
-                if member.has_seen(item.event_id):
+                if (
+                    item.position is not None
+                    and item.offset is not None
+                    and member.is_replay(item.position, item.offset)
+                ) or member.has_seen(item.event_id):
                     replayed = True
                     duplicates += 1
                     continue
                 self._apply(member, item, rules, effects)
-                member.mark_seen(item.event_id)
+                member.mark_seen(item.event_id, item.position, item.offset)
                 applied = True
             if not applied:
                 if replayed:  # the write of these inputs may have happened without its publish

@@ -187,11 +187,13 @@ async def test_bad_input_is_dead_lettered_and_the_consumer_carries_on(
             return doc is not None and doc["attributes"].get("region") == "taipei"
 
         await eventually(applied, 20, "a good message after the bad ones applied")
-    letters = {}
-    for topic in (topics.LINE_EVENTS, topics.MEMBER_ATTRIBUTES, topics.SHOP_ORDERS, topics.SEND_RESULTS):
-        records = await read_topic(kafka_bootstrap, f"{namespace}{topics.dlq(topic)}", count=1, timeout_s=10)
-        assert len(records) == 1, topic
-        letters[topic] = DeadLetter.model_validate_json(records[0].value)
+        letters = {}
+        for topic in (topics.LINE_EVENTS, topics.MEMBER_ATTRIBUTES, topics.SHOP_ORDERS, topics.SEND_RESULTS):
+            records = await read_topic(
+                kafka_bootstrap, f"{namespace}{topics.dlq(topic)}", count=1, timeout_s=30
+            )
+            assert len(records) == 1, topic
+            letters[topic] = DeadLetter.model_validate_json(records[0].value)
     assert letters[topics.LINE_EVENTS].value == "{not json"
     assert "Mystery" in letters[topics.MEMBER_ATTRIBUTES].error
     assert "payload" in letters[topics.SHOP_ORDERS].error

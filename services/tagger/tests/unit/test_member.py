@@ -296,3 +296,13 @@ def test_a_rule_can_set_attributes() -> None:
     assert member.attributes == {"occupation": "student"}
     assert ChangeKind.ATTRIBUTES_CHANGED in effects.changes
     assert "student" in member.tags
+
+
+def test_kafka_replays_are_recognised_by_offset_however_many_inputs_the_member_had() -> None:
+    member = Member(CHANNEL, "U1")
+    for offset in range(SEEN_IDS * 3):  # more inputs than ids remembered
+        member.mark_seen(f"e{offset}", "line_events_v1:2", offset)
+    assert member.is_replay("line_events_v1:2", 0)  # its id is long forgotten, its offset is not
+    assert member.is_replay("line_events_v1:2", SEEN_IDS * 3 - 1)
+    assert not member.is_replay("line_events_v1:2", SEEN_IDS * 3)
+    assert not member.is_replay("shop_orders_v1:2", 0)  # offsets are per topic partition

@@ -66,6 +66,7 @@ def member_to_doc(member: Member, now: datetime) -> Doc:
         },
         "rfm_segment": member.rfm_segment,
         "seen": member.seen,
+        "offsets": member.offsets,
         "outbox": member.outbox,
         "created_at": member.created_at or now,
         "updated_at": now,
@@ -102,13 +103,14 @@ def member_from_doc(doc: Doc) -> Member:
         ),
         rfm_segment=doc.get("rfm_segment"),
         seen=list(doc.get("seen") or []),
+        offsets=dict(doc.get("offsets") or {}),
         outbox=list(doc.get("outbox") or []),
         created_at=doc.get("created_at"),
         updated_at=doc.get("updated_at"),
     )
 
 
-MEMBER_VIEW = {"seen": 0, "outbox": 0, "rule_fired_at": 0, "rfm.counted": 0}
+MEMBER_VIEW = {"seen": 0, "offsets": 0, "outbox": 0, "rule_fired_at": 0, "rfm.counted": 0}
 """What the HTTP API does not show of a member document."""
 
 

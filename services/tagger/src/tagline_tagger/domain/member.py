@@ -4,10 +4,12 @@ A :class:`Member` is loaded, changed by any number of inputs (LINE activities, a
 events, RFM scores) and written back as one document, with the :class:`Effects` of all of them. Guarantees
 kept here, and where they come from:
 
-* **Once per event** — ``seen`` holds the ids of the last :data:`SEEN_IDS` inputs applied, stored in the same
-  document as the state they changed (one document write is atomic), so an input redelivered after a crash or
-  a rebalance is recognised and skipped. Kafka replays at most the uncommitted tail of a partition and LINE
-  redelivers within minutes, so a bounded list is enough.
+* **Once per event** — kept in the same document as the state they changed (one document write is atomic):
+  ``offsets``, the Kafka offset of the last input applied from each topic partition, so a record replayed
+  after a crash or a rebalance is recognised exactly, however many inputs the member had in the batch (a
+  member's inputs always come from the same partitions, in order); and ``seen``, the ids of the last
+  :data:`SEEN_IDS` inputs, for the same event arriving again at a new offset (LINE redelivers an event that
+  ingest did not acknowledge in time, within minutes).
 * **Time order** — follow state only moves to an event newer than the one that set it (``follow_state_at``),
   so a redelivered, older unfollow never overrides a newer follow. Counters and first/last times are
   commutative (``+1``, ``min``, ``max``), so the order inputs arrive in does not matter for them.
@@ -29,8 +31,8 @@ from tagline_tagger.domain.activity import Activity, ActivityKind, OrderFacts
 from tagline_tagger.domain.rfm import RfmModel, RfmValues
 from tagline_tagger.domain.rules import RuleHit, RuleSet
 
-SEEN_IDS = 128
-"""Input ids remembered per member for deduplication."""
+SEEN_IDS = 32
+"""Input ids remembered per member, for events that arrive again at a new offset (LINE redeliveries)."""
 
 INTERACTIONS = frozenset(
     {
@@ -168,6 +170,8 @@ class Member:
     rfm: Rfm = field(default_factory=Rfm)
     rfm_segment: str | None = None
     seen: list[str] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)
+    """``"<topic>:<partition>"`` (dots as ``_``) → offset of the last record applied from it."""
     outbox: list[dict[str, Any]] = field(default_factory=list)
     """The messages the last write produced, republished when an input of that write is replayed."""
     created_at: datetime | None = None
@@ -181,10 +185,16 @@ class Member:
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen
 
-    def mark_seen(self, event_id: str) -> None:
+    def is_replay(self, position: str, offset: int) -> bool:
+        """The record at ``offset`` of partition ``position`` was applied already (Kafka replayed it)."""
+        return offset <= self.offsets.get(position, -1)
+
+    def mark_seen(self, event_id: str, position: str | None = None, offset: int | None = None) -> None:
         self.seen.append(event_id)
         if len(self.seen) > SEEN_IDS:
             del self.seen[: len(self.seen) - SEEN_IDS]
+        if position is not None and offset is not None:
+            self.offsets[position] = max(offset, self.offsets.get(position, -1))
 
     # ---- inputs ----------------------------------------------------------------------------------------
     def apply_activity(self, activity: Activity, rules: RuleSet, effects: Effects) -> None:
