@@ -122,6 +122,9 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._partitions: frozenset[int] = frozenset()
+        self._publishing: set[str] = set()
+        """Deliveries whose result this instance is publishing now (the poller leaves them alone)."""
+        self._unpublished_seen: set[str] = set()
         self._heap: list[tuple[int, float, int, str]] = []
         self._queued: set[str] = set()
         self._seq = itertools.count()
@@ -222,8 +225,14 @@ class Dispatcher:
         horizon = now + timedelta(seconds=self._config.poll_interval_s)
         for doc in await self._store.due(owned, horizon, limit=5_000):
             self.enqueue(doc["_id"], doc["category"], doc["next_attempt_at"])
-        for doc in await self._store.unpublished(owned, limit=1_000):
-            await self._publish_pending(doc)
+        # A result is republished only when it was already unpublished at the previous poll and this instance
+        # is not publishing it right now: the dispatcher publishes every result itself just after writing it,
+        # and a poll racing that publish would otherwise send it twice.
+        unpublished = await self._store.unpublished(owned, limit=1_000)
+        previous, self._unpublished_seen = self._unpublished_seen, {doc["_id"] for doc in unpublished}
+        for doc in unpublished:
+            if doc["_id"] in previous and doc["_id"] not in self._publishing:
+                await self._publish_pending(doc)
 
     # ---- one attempt -----------------------------------------------------------------------------------
     async def process(self, delivery_id: str) -> None:
@@ -485,8 +494,12 @@ class Dispatcher:
     async def _publish_pending(self, doc: Doc) -> None:
         pending = doc["pending_result"]
         result = SendResult.model_validate(pending["result"])
-        await self._publish(doc["channel_id"], pending["event_id"], result)
-        await self._store.mark_result_published(doc["_id"], pending["event_id"])
+        self._publishing.add(doc["_id"])
+        try:
+            await self._publish(doc["channel_id"], pending["event_id"], result)
+            await self._store.mark_result_published(doc["_id"], pending["event_id"])
+        finally:
+            self._publishing.discard(doc["_id"])
         if self._on_outcome:
             self._on_outcome(doc["channel_id"], result.outcome, result.messages_counted)
 
