@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +27,6 @@ from tagline_line_emulator import Emulator, EmulatorConfig, serve
 from tagline_sender.app import create_app
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
-from tagline_testing.waiting import eventually as wait_for
 
 CHANNEL = "1234567890"
 
@@ -146,16 +145,5 @@ class Publisher:
 
 
 @pytest.fixture
-async def publish(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, namespace)
-    finally:
-        await producer.stop()
-
-
-@pytest.fixture
-def eventually() -> Callable[..., Awaitable[None]]:
-    """``await eventually(lambda: cond, timeout_s, what)``: poll a (sync or async) condition until true."""
-    return wait_for
+def publish(kafka_producer: AIOKafkaProducer, namespace: str) -> Publisher:
+    return Publisher(kafka_producer, namespace)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,6 @@ from tagline_tagger.app import create_app
 from tagline_tagger.pipeline import MEMBER_TOPICS
 from tagline_tagger.service import TaggerService
 from tagline_tagger.settings import TaggerSettings
-from tagline_testing.waiting import eventually as wait_for
 from tagline_testing.webhook import WebhookBuilder
 
 CHANNEL = "1234567890"
@@ -153,13 +152,8 @@ class Inputs:
 
 
 @pytest.fixture
-async def inputs(kafka_bootstrap: str, namespace: str) -> AsyncIterator[Inputs]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        yield Inputs(producer, namespace)
-    finally:
-        await producer.stop()
+def inputs(kafka_producer: AIOKafkaProducer, namespace: str) -> Inputs:
+    return Inputs(kafka_producer, namespace)
 
 
 @pytest.fixture
@@ -167,9 +161,3 @@ async def tagger_topics(kafka_bootstrap: str, namespace: str) -> None:
     """Create the tagger's topics up front (to publish before any tagger has started)."""
     names = [*MEMBER_TOPICS, topics.SEND_RESULTS, topics.MEMBER_CHANGES, topics.SEND_REQUESTS]
     await ensure_topics(kafka_bootstrap, [f"{namespace}{name}" for name in names], partitions=PARTITIONS)
-
-
-@pytest.fixture
-def eventually() -> Callable[..., Awaitable[None]]:
-    """``await eventually(lambda: cond, timeout_s, what)``: poll a (sync or async) condition until true."""
-    return wait_for

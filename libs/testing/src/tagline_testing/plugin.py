@@ -1,20 +1,24 @@
 """pytest plugin (entry point ``tagline``): real Kafka and MongoDB for integration tests.
 
 Fixtures: ``infra`` (session), ``kafka_bootstrap``, ``mongodb_url``, ``namespace`` (a unique prefix per test
-for topic and database names), ``mongo_db`` (a fresh database per test, dropped afterwards).
+for topic and database names), ``mongo_db`` (a fresh database per test, dropped afterwards),
+``kafka_producer`` (an idempotent ``acks=all`` producer) and ``eventually``
+(:func:`tagline_testing.waiting.eventually`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tagline_contracts.envelope import new_event_id
 from tagline_platform.mongo import create_mongo_client
 from tagline_testing.infra import Infra, InfraNotFound, provide_infra
+from tagline_testing.waiting import eventually as wait_for
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +55,20 @@ async def mongo_db(mongodb_url: str, namespace: str) -> AsyncIterator[AsyncDatab
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+@pytest.fixture
+async def kafka_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (idempotent, ``acks=all``) for tests that publish inputs."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Awaitable[None]]:
+    """``await eventually(lambda: cond, timeout_s, what)``: poll a (sync or async) condition until true."""
+    return wait_for
