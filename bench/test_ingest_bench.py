@@ -37,22 +37,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
 from tagline_platform.kafka import ensure_topics
+from tagline_testing.envvars import env_float
 from tagline_testing.processes import cpu_seconds, free_port, listener_pid
 from tagline_testing.webhook import WebhookBuilder
 
 pytestmark = pytest.mark.bench
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-CLOSED_SECONDS = _env_float("BENCH_SECONDS", 12.0)
-OPEN_SECONDS = _env_float("BENCH_OPEN_SECONDS", 15.0)
-WARMUP_SECONDS = _env_float("BENCH_WARMUP_SECONDS", 3.0)
-CONNECTIONS = int(_env_float("BENCH_CONNECTIONS", 64))
-OPEN_RATE = _env_float("BENCH_RATE", 1000.0)
+CLOSED_SECONDS = env_float("BENCH_SECONDS", 12.0)
+OPEN_SECONDS = env_float("BENCH_OPEN_SECONDS", 15.0)
+WARMUP_SECONDS = env_float("BENCH_WARMUP_SECONDS", 3.0)
+CONNECTIONS = int(env_float("BENCH_CONNECTIONS", 64))
+OPEN_RATE = env_float("BENCH_RATE", 1000.0)
 OPEN_MAX_CONNECTIONS = 512
 SHAPES = (1, 10)
 PARTITIONS = 6

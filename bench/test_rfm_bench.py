@@ -74,18 +74,14 @@ from tagline_tagger.jobs import ModelCache, RfmJob, RfmRun
 from tagline_tagger.pipeline import MEMBER_TOPICS, Outgoing
 from tagline_tagger.service import TaggerService
 from tagline_tagger.settings import TaggerSettings
+from tagline_testing.envvars import env_int
 from tagline_testing.processes import cpu_seconds, listener_pid
 
 pytestmark = pytest.mark.bench
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw.replace("_", "")) if raw else default
-
-
-MEMBERS = _env_int("TAGLINE_BENCH_RFM_MEMBERS", 100_000)
-COMPACT = _env_int("TAGLINE_BENCH_RFM_COMPACT", 1) != 0
+MEMBERS = env_int("TAGLINE_BENCH_RFM_MEMBERS", 100_000)
+COMPACT = env_int("TAGLINE_BENCH_RFM_COMPACT", 1) != 0
 SEED_BATCH = 10_000
 SEED_IN_FLIGHT = 3
 GOAL_S_PER_MILLION = 60.0  # "well under a minute for 1,000,000 members"

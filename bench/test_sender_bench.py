@@ -59,20 +59,16 @@ from tagline_sender.app import create_app
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
+from tagline_testing.envvars import env_int
 from tagline_testing.processes import cpu_seconds, free_port, listener_pid
 from tagline_testing.waiting import eventually
 
 pytestmark = pytest.mark.bench
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw.replace("_", "")) if raw else default
-
-
-MEMBERS = _env_int("TAGLINE_BENCH_SENDER_MEMBERS", 1_000_000)
-BASELINE_SAMPLE = _env_int("TAGLINE_BENCH_SENDER_BASELINE_SAMPLE", 2_000)
-TIMEOUT_S = float(_env_int("TAGLINE_BENCH_SENDER_TIMEOUT_S", 900))
+MEMBERS = env_int("TAGLINE_BENCH_SENDER_MEMBERS", 1_000_000)
+BASELINE_SAMPLE = env_int("TAGLINE_BENCH_SENDER_BASELINE_SAMPLE", 2_000)
+TIMEOUT_S = float(env_int("TAGLINE_BENCH_SENDER_TIMEOUT_S", 900))
 STALL_S = 20.0  # no new delivery for this long: check whether the sender has given up on the rest
 BLOCKED = 300  # tagged "bench" too, but blocked: must not be reached
 UNTAGGED = 1_000  # followed, without the tag: must not be reached

@@ -58,6 +58,7 @@ from tagline_platform.mongo import create_mongo_client
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import rule_to_doc
+from tagline_testing.envvars import env_float, env_int
 from tagline_testing.processes import cpu_seconds, free_port, listener_pid
 from tagline_testing.waiting import eventually
 from tagline_testing.webhook import WebhookBuilder
@@ -65,23 +66,13 @@ from tagline_testing.webhook import WebhookBuilder
 pytestmark = pytest.mark.bench
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw.replace("_", "")) if raw else default
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-EVENTS = _env_int("TAGLINE_BENCH_TAGGER_EVENTS", 200_000)
-USERS = _env_int("TAGLINE_BENCH_TAGGER_USERS", 20_000)
-LAG_SECONDS = _env_float("TAGLINE_BENCH_TAGGER_LAG_SECONDS", 10.0)
-LAG_SHARE = _env_float("TAGLINE_BENCH_TAGGER_LAG_SHARE", 0.5)
-BASELINE_SECONDS = _env_float("TAGLINE_BENCH_TAGGER_BASELINE_SECONDS", 20.0)
-DRAIN_TIMEOUT_S = _env_float("TAGLINE_BENCH_TAGGER_TIMEOUT_S", 600.0)
-STALL_S = _env_float("TAGLINE_BENCH_TAGGER_STALL_S", 45.0)
+EVENTS = env_int("TAGLINE_BENCH_TAGGER_EVENTS", 200_000)
+USERS = env_int("TAGLINE_BENCH_TAGGER_USERS", 20_000)
+LAG_SECONDS = env_float("TAGLINE_BENCH_TAGGER_LAG_SECONDS", 10.0)
+LAG_SHARE = env_float("TAGLINE_BENCH_TAGGER_LAG_SHARE", 0.5)
+BASELINE_SECONDS = env_float("TAGLINE_BENCH_TAGGER_BASELINE_SECONDS", 20.0)
+DRAIN_TIMEOUT_S = env_float("TAGLINE_BENCH_TAGGER_TIMEOUT_S", 600.0)
+STALL_S = env_float("TAGLINE_BENCH_TAGGER_STALL_S", 45.0)
 PROFILE = os.environ.get("TAGLINE_BENCH_TAGGER_PROFILE", "") not in ("", "0", "false")
 PARTITIONS = 6
 POLL_S = 0.25
