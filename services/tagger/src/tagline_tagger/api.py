@@ -133,14 +133,9 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         envelope = MemberUpdatedEvent(
             event_id=new_event_id(), channel_id=channel_id, occurred_at=now, produced_at=now, payload=update
         )
+        key = member_key(channel_id, update.user_id)
         await service.publish_all(
-            [
-                Outgoing(
-                    service.settings.topic(topics.MEMBER_ATTRIBUTES),
-                    member_key(channel_id, update.user_id).encode(),
-                    envelope.model_dump_json(by_alias=True).encode(),
-                )
-            ]
+            [Outgoing.of(service.settings.topic(topics.MEMBER_ATTRIBUTES), key, envelope)]
         )
         return {"event_id": envelope.event_id, "status": "accepted"}
 

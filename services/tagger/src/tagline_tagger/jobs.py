@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,11 +31,9 @@ from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rfm import RfmModel, fit, score_all
 from tagline_tagger.domain.rules import Rule, RuleSet
 from tagline_tagger.metrics import TaggerMetrics
-from tagline_tagger.pipeline import Outgoing
+from tagline_tagger.pipeline import Outgoing, PublishAll
 
 log = logging.getLogger("tagline.tagger.jobs")
-
-PublishAll = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
 PUBLISH_CHUNK = 10_000
 """Messages a job hands to the producer at once (bounds memory on a 1,000,000-member recomputation)."""
@@ -157,7 +155,7 @@ class RfmJob:
                     computed_at=model.computed_at,
                 ),
             )
-            batch.append(Outgoing(self._topic, member_key(channel_id, user_id).encode(), _dump(envelope)))
+            batch.append(Outgoing.of(self._topic, member_key(channel_id, user_id), envelope))
             if len(batch) >= PUBLISH_CHUNK:
                 await self._publish_all(batch)
                 batch = []
@@ -199,17 +197,15 @@ class Sweeper:
         found = await self._store.members_with_expired_tags(now, limit)
         minute = now.strftime("%Y%m%dT%H%M")
         messages = [
-            Outgoing(
+            Outgoing.of(
                 self._topic,
-                member_key(channel_id, user_id).encode(),
-                _dump(
-                    MemberUpdatedEvent(
-                        event_id=f"sweep:{minute}:{member_key(channel_id, user_id)}",
-                        channel_id=channel_id,
-                        occurred_at=now,
-                        produced_at=now,
-                        payload=MemberUpdated(user_id=user_id),
-                    )
+                member_key(channel_id, user_id),
+                MemberUpdatedEvent(
+                    event_id=f"sweep:{minute}:{member_key(channel_id, user_id)}",
+                    channel_id=channel_id,
+                    occurred_at=now,
+                    produced_at=now,
+                    payload=MemberUpdated(user_id=user_id),
                 ),
             )
             for channel_id, user_id in found
@@ -294,23 +290,16 @@ def campaign_tags(result: SendResulted, rules: RuleSet, *, topic_of: Callable[[s
     ]
     topic = topic_of(topics.MEMBER_ATTRIBUTES)
     return [
-        Outgoing(
+        Outgoing.of(
             topic,
-            member_key(result.channel_id, user_id).encode(),
-            _dump(
-                MemberUpdatedEvent(
-                    event_id=f"campaign:{result.event_id}:{user_id}",
-                    channel_id=result.channel_id,
-                    occurred_at=result.occurred_at,
-                    produced_at=result.produced_at,
-                    payload=MemberUpdated(user_id=user_id, tags_add=grants),
-                )
+            member_key(result.channel_id, user_id),
+            MemberUpdatedEvent(
+                event_id=f"campaign:{result.event_id}:{user_id}",
+                channel_id=result.channel_id,
+                occurred_at=result.occurred_at,
+                produced_at=result.produced_at,
+                payload=MemberUpdated(user_id=user_id, tags_add=grants),
             ),
         )
         for user_id in payload.user_ids
     ]
-
-
-def _dump(envelope: Any) -> bytes:
-    data: bytes = envelope.model_dump_json(by_alias=True).encode()
-    return data

@@ -17,7 +17,6 @@ are published again; consumers drop them by version (member changes) or idempote
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.attributes import (
@@ -38,9 +37,16 @@ from tagline_contracts.attributes import (
     RfmScoredEvent,
 )
 from tagline_contracts.envelope import LineEventReceived
-from tagline_contracts.members import MemberChanged, MemberChangedEvent
+from tagline_contracts.members import MemberChangedEvent
 from tagline_contracts.orders import OrderEvent, OrderEventRecord
-from tagline_contracts.sending import ReplyContext, SendCategory, SendMessages, SendRequested, UserTarget
+from tagline_contracts.sending import (
+    ReplyContext,
+    SendCategory,
+    SendMessages,
+    SendRequested,
+    UserTarget,
+    send_request_key,
+)
 from tagline_platform.deadletters import reason
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity
@@ -75,6 +81,11 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+
+    @classmethod
+    def of(cls, topic: str, key: str, envelope: BaseModel) -> Outgoing:
+        """``envelope`` as it goes on Kafka (JSON by alias), keyed ``key``."""
+        return cls(topic, key.encode(), envelope.model_dump_json(by_alias=True).encode())
 
     def to_doc(self) -> dict[str, Any]:
         return {"topic": self.topic, "key": self.key.decode(), "value": self.value.decode()}
@@ -230,11 +241,7 @@ class MemberPipeline:
             effects = Effects()
             applied = replayed = False
             for item in inputs:
-                if (
-                    item.position is not None
-                    and item.offset is not None
-                    and member.is_replay(item.position, item.offset)
-                ) or member.has_seen(item.event_id):
+                if member.already_applied(item.event_id, item.position, item.offset):
                     replayed = True
                     duplicates += 1
                     continue
@@ -290,10 +297,9 @@ class MemberPipeline:
             member.apply_rfm(payload, effects)
 
     def _messages(self, member: Member, effects: Effects, now: datetime) -> list[Outgoing]:
-        key = member.key.encode()
         produced: list[Outgoing] = []
         if effects.changes:
-            change: MemberChanged = member.changed(effects, now)
+            change = member.changed(effects, now)
             envelope = MemberChangedEvent(
                 event_id=f"{member.key}:{change.version}",
                 channel_id=member.channel_id,
@@ -301,18 +307,17 @@ class MemberPipeline:
                 produced_at=now,
                 payload=change,
             )
-            produced.append(
-                Outgoing(self._changes_topic, key, envelope.model_dump_json(by_alias=True).encode())
-            )
+            produced.append(Outgoing.of(self._changes_topic, member.key, envelope))
         for reply in effects.replies:
             if now - reply.received_at > self._reply_ttl:
                 continue  # the reply token is stale: a paid push is not what an auto-reply is for
-            produced.append(Outgoing(self._requests_topic, key, self._reply(member, reply, now)))
+            produced.append(self._reply(member, reply, now))
         return produced
 
-    def _reply(self, member: Member, reply: AutoReply, now: datetime) -> bytes:
+    def _reply(self, member: Member, reply: AutoReply, now: datetime) -> Outgoing:
+        key = f"autoreply:{reply.rule_id}:{reply.event_id}"
         command = SendMessages(
-            idempotency_key=f"autoreply:{reply.rule_id}:{reply.event_id}",
+            idempotency_key=key,
             category=SendCategory.TRANSACTIONAL,
             messages=list(reply.messages),
             target=UserTarget(user_id=member.user_id),
@@ -321,18 +326,12 @@ class MemberPipeline:
             labels={"source": "tagger", "rule_id": reply.rule_id},
         )
         envelope = SendRequested(
-            event_id=f"autoreply:{reply.rule_id}:{reply.event_id}",
+            event_id=key,
             channel_id=member.channel_id,
             occurred_at=reply.received_at,
             produced_at=now,
             payload=command,
         )
-        return envelope.model_dump_json(by_alias=True).encode()
-
-
-async def gather_sends(sends: Sequence[Awaitable[Any]]) -> None:
-    """Await every send; the first failure is raised after all have finished (none left dangling)."""
-    results = await asyncio.gather(*sends, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+        return Outgoing.of(
+            self._requests_topic, send_request_key(member.channel_id, command.target), envelope
+        )

@@ -16,7 +16,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResulted
@@ -35,7 +34,7 @@ from tagline_tagger.jobs import (
     publish_coverage,
 )
 from tagline_tagger.metrics import TaggerMetrics
-from tagline_tagger.pipeline import MEMBER_TOPICS, MemberPipeline, Outgoing, gather_sends
+from tagline_tagger.pipeline import MEMBER_TOPICS, MemberPipeline, Outgoing
 from tagline_tagger.settings import TaggerSettings
 
 log = logging.getLogger("tagline.tagger")
@@ -161,7 +160,10 @@ class TaggerService:
         sends: list[Awaitable[Any]] = [
             await producer.send(message.topic, message.value, key=message.key) for message in messages
         ]
-        await gather_sends(sends)
+        # Wait for every acknowledgement, then raise the first failure (no send is left dangling).
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -237,8 +239,5 @@ class TaggerService:
         now = self.clock()
         slot = int(now.timestamp() // self.settings.rfm_interval_s)
         for channel_id in await self.store.channel_ids():
-            try:
-                await self.store.db["job_runs"].insert_one({"_id": f"rfm:{channel_id}:{slot}", "at": now})
-            except DuplicateKeyError:
-                continue  # another instance has this slot
-            await self.rfm.recompute(channel_id, now)
+            if await self.store.claim_run_slot(f"rfm:{channel_id}:{slot}", now):
+                await self.rfm.recompute(channel_id, now)  # else another instance has this slot

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tagline_contracts.envelope import LineEventReceived
 from tagline_contracts.webhook import (
     AccountLinkEvent,
@@ -37,61 +39,39 @@ def member_activity(envelope: LineEventReceived) -> tuple[str, Activity] | None:
     source = event.source
     if not isinstance(source, UserSource) or not source.user_id or envelope.event_type in NOT_MEMBER_EVENTS:
         return None
-    at = envelope.occurred_at  # the event's own timestamp (also on redelivery)
-    common = {
-        "event_id": envelope.event_id,
-        "at": at,
-        "event_type": envelope.event_type,
-        "active": envelope.mode == "active",
-    }
-    activity: Activity
+    details: dict[str, Any]
     if isinstance(event, MessageEvent):
         text = getattr(event.message, "text", None)
-        activity = Activity(
-            kind=ActivityKind.MESSAGE,
-            message_type=event.message.type,
-            text=text if isinstance(text, str) else None,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
-        )
+        kind = ActivityKind.MESSAGE
+        details = {"message_type": event.message.type, "text": text if isinstance(text, str) else None}
     elif isinstance(event, FollowEvent):
-        activity = Activity(
-            kind=ActivityKind.FOLLOW,
-            unblocked=event.follow.is_unblocked,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
-        )
+        kind, details = ActivityKind.FOLLOW, {"unblocked": event.follow.is_unblocked}
     elif isinstance(event, UnfollowEvent):
-        activity = Activity(kind=ActivityKind.UNFOLLOW, **common)  # type: ignore[arg-type]
+        kind, details = ActivityKind.UNFOLLOW, {}
     elif isinstance(event, PostbackEvent):
-        activity = Activity(
-            kind=ActivityKind.POSTBACK,
-            postback_data=event.postback.data,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
-        )
+        kind, details = ActivityKind.POSTBACK, {"postback_data": event.postback.data}
     elif isinstance(event, BeaconEvent):
-        activity = Activity(
-            kind=ActivityKind.BEACON,
-            beacon_hwid=event.beacon.hwid,
-            beacon_type=event.beacon.type,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
+        kind, details = (
+            ActivityKind.BEACON,
+            {"beacon_hwid": event.beacon.hwid, "beacon_type": event.beacon.type},
         )
     elif isinstance(event, VideoPlayCompleteEvent):
-        activity = Activity(
-            kind=ActivityKind.VIDEO_PLAY_COMPLETE,
-            video_tracking_id=event.video_play_complete.tracking_id,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
+        kind, details = (
+            ActivityKind.VIDEO_PLAY_COMPLETE,
+            {"video_tracking_id": event.video_play_complete.tracking_id},
         )
     elif isinstance(event, AccountLinkEvent):
-        activity = Activity(
-            kind=ActivityKind.ACCOUNT_LINK,
-            link_result=event.link.result,
-            reply_token=event.reply_token,
-            **common,  # type: ignore[arg-type]
-        )
+        kind, details = ActivityKind.ACCOUNT_LINK, {"link_result": event.link.result}
     else:
-        activity = Activity(kind=ActivityKind.OTHER, **common)  # type: ignore[arg-type]
+        kind, details = ActivityKind.OTHER, {}
+    reply_token = getattr(event, "reply_token", None)
+    activity = Activity(
+        kind=kind,
+        event_id=envelope.event_id,
+        at=envelope.occurred_at,  # the event's own timestamp (also on redelivery)
+        event_type=envelope.event_type,
+        active=envelope.mode == "active",
+        reply_token=reply_token if isinstance(reply_token, str) else None,
+        **details,
+    )
     return source.user_id, activity

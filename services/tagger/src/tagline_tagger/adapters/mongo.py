@@ -21,8 +21,8 @@ from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from tagline_contracts.attributes import TagOrigin
 from tagline_contracts.members import FollowState
 from tagline_platform.mongo import chunked
 from tagline_tagger.domain.member import Member, Rfm, TagRecord
@@ -220,6 +220,15 @@ class TaggerStore:
         query = {} if channel_id is None else {"channel_id": channel_id}
         return [doc async for doc in self.rules.find(query).sort("_id", 1)]
 
+    # ---- scheduled jobs --------------------------------------------------------------------------------
+    async def claim_run_slot(self, name: str, now: datetime) -> bool:
+        """``True`` for the one caller that claims run ``name`` (a unique insert: atomic on FerretDB too)."""
+        try:
+            await self.db["job_runs"].insert_one({"_id": name, "at": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
     # ---- RFM models ------------------------------------------------------------------------------------
     async def save_rfm_model(self, channel_id: str, model: RfmModel) -> None:
         await self.rfm_models.replace_one(
@@ -232,7 +241,3 @@ class TaggerStore:
             channel_id = doc.pop("_id")
             models[channel_id] = RfmModel.from_doc(doc)
         return models
-
-
-def origin_names() -> list[str]:
-    return [origin.value for origin in TagOrigin]

@@ -185,6 +185,11 @@ class Member:
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen
 
+    def already_applied(self, event_id: str, position: str | None = None, offset: int | None = None) -> bool:
+        """A Kafka replay of an applied record (by offset), or the same event again (by id)."""
+        replay = position is not None and offset is not None and self.is_replay(position, offset)
+        return replay or self.has_seen(event_id)
+
     def is_replay(self, position: str, offset: int) -> bool:
         """The record at ``offset`` of partition ``position`` was applied already (Kafka replayed it)."""
         return offset <= self.offsets.get(position, -1)
