@@ -66,12 +66,12 @@ from tagline_contracts.members import (
     MemberChangedEvent,
     MemberSnapshot,
 )
-from tagline_platform.kafka import create_producer, ensure_topics
+from tagline_platform.kafka import Outgoing, create_producer, ensure_topics
 from tagline_tagger.adapters.mongo import TaggerStore, member_to_doc
 from tagline_tagger.domain.member import SEEN_IDS, Member, Rfm, TagRecord, member_key
 from tagline_tagger.domain.rfm import RfmModel, RfmScore, fit, score_all
 from tagline_tagger.jobs import ModelCache, RfmJob, RfmRun
-from tagline_tagger.pipeline import MEMBER_TOPICS, Outgoing
+from tagline_tagger.pipeline import MEMBER_TOPICS
 from tagline_tagger.service import TaggerService
 from tagline_tagger.settings import TaggerSettings
 from tagline_testing.envvars import env_int

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 
 from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.settings import ServiceSettings
@@ -103,3 +105,34 @@ async def ensure_topics(
             message = rest[0] if rest else ""
             raise InfrastructureUnavailable(f"could not create topic {topic!r}: error {code} {message}")
     log.info("topics ready", extra={"topics": wanted, "partitions": partitions})
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to publish: topic (physical name), key and JSON value. Storable in an outbox document."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+    @classmethod
+    def of(cls, topic: str, key: str, envelope: BaseModel) -> Outgoing:
+        """``envelope`` as it goes on Kafka (JSON by alias), keyed ``key``."""
+        return cls(topic, key.encode(), envelope.model_dump_json(by_alias=True).encode())
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"topic": self.topic, "key": self.key.decode(), "value": self.value.decode()}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Outgoing:
+        return cls(doc["topic"], doc["key"].encode(), doc["value"].encode())
+
+
+async def publish_all(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) -> None:
+    """Publish ``messages`` and wait until Kafka acknowledged every one (at least once; consumers dedupe).
+
+    Waits for every acknowledgement before raising the first failure, so no send is left dangling."""
+    sends: list[Awaitable[Any]] = [await producer.send(m.topic, m.value, key=m.key) for m in messages]
+    for outcome in await asyncio.gather(*sends, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome

@@ -23,10 +23,10 @@ from tagline_contracts.segments import (
     filter_size,
     to_mongo_query,
 )
+from tagline_platform.kafka import Outgoing
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import compute_coverage, publish_coverage, rule_from_doc, rule_to_doc
-from tagline_tagger.pipeline import Outgoing
 
 if TYPE_CHECKING:
     from tagline_tagger.service import TaggerService

@@ -25,13 +25,14 @@ from tagline_contracts.attributes import (
     TagGrant,
 )
 from tagline_contracts.sending import SendOutcome, SendResulted
+from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rfm import RfmModel, fit, score_all
 from tagline_tagger.domain.rules import Rule, RuleSet
 from tagline_tagger.metrics import TaggerMetrics
-from tagline_tagger.pipeline import Outgoing, PublishAll
+from tagline_tagger.pipeline import PublishAll
 
 log = logging.getLogger("tagline.tagger.jobs")
 

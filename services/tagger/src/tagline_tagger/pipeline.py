@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.attributes import (
@@ -48,6 +48,7 @@ from tagline_contracts.sending import (
     send_request_key,
 )
 from tagline_platform.deadletters import reason
+from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity
 from tagline_tagger.domain.member import AutoReply, Effects, Member, member_key
@@ -74,25 +75,6 @@ class MemberInput:
     position: str | None = None
     """``"<topic>:<partition>"`` the record came from (see ``Member.offsets``)."""
     offset: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes
-    value: bytes
-
-    @classmethod
-    def of(cls, topic: str, key: str, envelope: BaseModel) -> Outgoing:
-        """``envelope`` as it goes on Kafka (JSON by alias), keyed ``key``."""
-        return cls(topic, key.encode(), envelope.model_dump_json(by_alias=True).encode())
-
-    def to_doc(self) -> dict[str, Any]:
-        return {"topic": self.topic, "key": self.key.decode(), "value": self.value.decode()}
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Outgoing:
-        return cls(doc["topic"], doc["key"].encode(), doc["value"].encode())
 
 
 class Undecodable(ValueError):

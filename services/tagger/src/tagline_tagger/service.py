@@ -21,7 +21,7 @@ from tagline_contracts import topics
 from tagline_contracts.sending import SendResulted
 from tagline_platform.deadletters import DeadLetters, reason
 from tagline_platform.errors import ConfigurationError
-from tagline_platform.kafka import create_broker, create_producer, ensure_topics
+from tagline_platform.kafka import Outgoing, create_broker, create_producer, ensure_topics, publish_all
 from tagline_platform.mongo import create_mongo_client
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.jobs import (
@@ -34,7 +34,7 @@ from tagline_tagger.jobs import (
     publish_coverage,
 )
 from tagline_tagger.metrics import TaggerMetrics
-from tagline_tagger.pipeline import MEMBER_TOPICS, MemberPipeline, Outgoing
+from tagline_tagger.pipeline import MEMBER_TOPICS, MemberPipeline
 from tagline_tagger.settings import TaggerSettings
 
 log = logging.getLogger("tagline.tagger")
@@ -156,14 +156,7 @@ class TaggerService:
             return
         if self._producer is None:
             raise RuntimeError("the tagger is not started")
-        producer = self._producer
-        sends: list[Awaitable[Any]] = [
-            await producer.send(message.topic, message.value, key=message.key) for message in messages
-        ]
-        # Wait for every acknowledgement, then raise the first failure (no send is left dangling).
-        for outcome in await asyncio.gather(*sends, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await publish_all(self._producer, messages)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
