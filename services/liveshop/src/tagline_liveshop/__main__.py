@@ -1,0 +1,27 @@
+"""``python -m tagline_liveshop`` (or ``tagline-liveshop``): the comment pipeline, jobs and HTTP API."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from tagline_liveshop.app import create_app
+from tagline_liveshop.settings import LiveshopSettings
+from tagline_platform.logging import configure_logging
+
+
+def main() -> None:
+    settings = LiveshopSettings()
+    configure_logging("liveshop", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
+
+
+if __name__ == "__main__":
+    main()
