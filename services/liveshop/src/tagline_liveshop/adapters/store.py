@@ -62,7 +62,7 @@ def journal_doc(
         "header": session.header.to_doc() if changes.header or session.version == 0 else None,
         "orders": [order.to_doc() for order in changes.orders.values()],
         "wait_added": [entry.to_doc() for entry in changes.wait_added],
-        "wait_changed": [[entry_id, quantity] for entry_id, quantity in changes.wait_changed.items()],
+        "wait_changed": [{"id": entry_id, "quantity": n} for entry_id, n in changes.wait_changed.items()],
         "seen": list(changes.seen),
         "ledger": [
             {
@@ -99,7 +99,7 @@ def absorb(session: LiveSession | None, doc: dict[str, Any]) -> LiveSession:
         session.put_order(Order.from_doc(order))
     for entry in doc["wait_added"]:
         session.add_waiting(WaitEntry.from_doc(entry))
-    session.set_waiting({entry_id: int(quantity) for entry_id, quantity in doc["wait_changed"]})
+    session.set_waiting({item["id"]: int(item["quantity"]) for item in doc["wait_changed"]})
     session.seen.update(doc["seen"])
     session.version = int(doc["seq"])
     return session

@@ -90,7 +90,7 @@ class Product:
             "name": self.name,
             "price": self.price,
             "aliases": list(self.aliases),
-            "variants": [list(v) for v in self.variants],
+            "variants": [" ".join(v) for v in self.variants],  # FerretDB stores no nested arrays
             "per_buyer_limit": self.per_buyer_limit,
         }
 
@@ -101,7 +101,7 @@ class Product:
             name=doc["name"],
             price=float(doc["price"]),
             aliases=tuple(doc.get("aliases", ())),
-            variants=tuple(tuple(v) for v in doc.get("variants", ())),
+            variants=tuple(tuple(v.split()) for v in doc.get("variants", ())),
             per_buyer_limit=doc.get("per_buyer_limit"),
         )
 
@@ -158,7 +158,8 @@ class Header:
             "title": self.title,
             "status": self.status.value,
             "products": [p.to_doc() for p in self.products.values()],
-            "stock": [[sku, units] for sku, units in self.stock.items()],  # SKUs may hold "." ($-safe)
+            # a list, not a map: SKUs may contain "." or "$"
+            "stock": [{"sku": sku, "units": units} for sku, units in self.stock.items()],
             "featured": self.featured,
             "reservation_s": self.reservation_s,
             "points_rate": self.points_rate,
@@ -180,7 +181,7 @@ class Header:
             title=doc["title"],
             status=SessionStatus(doc["status"]),
             products={p.code: p for p in products},
-            stock={sku: int(units) for sku, units in doc["stock"]},
+            stock={item["sku"]: int(item["units"]) for item in doc["stock"]},
             featured=doc.get("featured"),
             reservation_s=int(doc["reservation_s"]),
             points_rate=float(doc["points_rate"]),
