@@ -5,7 +5,8 @@
 Services read the servers' addresses from ``.local/infra/infra.env``. Without channel settings in the
 environment, ingest and sender use the development channel in ``deploy/local/dev-channels.json`` and
 ``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE. The
-tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send requests).
+tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send requests), nor
+does liveshop (its confirmations are send requests too; it grants LINE POINTS through the emulator's endpoint).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ SERVICES = (
         "tagger",
         "tagline_tagger",
         {"TAGLINE_TAGGER_HOST": "127.0.0.1", "TAGLINE_TAGGER_PORT": "8082"},
+    ),
+    Service(
+        "liveshop",
+        "tagline_liveshop",
+        {
+            "TAGLINE_LIVESHOP_HOST": "127.0.0.1",
+            "TAGLINE_LIVESHOP_PORT": "8083",
+            "TAGLINE_LIVESHOP_POINTS_URL": "http://127.0.0.1:8090",
+        },
     ),
 )
 
