@@ -4,9 +4,10 @@
 
 Services read the servers' addresses from ``.local/infra/infra.env``. Without channel settings in the
 environment, ingest and sender use the development channel in ``deploy/local/dev-channels.json`` and
-``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE. The
-tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send requests), nor
-does liveshop (its confirmations are send requests too; it grants LINE POINTS through the emulator's endpoint).
+``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE.
+The tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send
+requests), nor does liveshop (its confirmations are send requests too; it grants LINE POINTS through the
+emulator's endpoint).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures for liveshop tests: liveshops in-process, the LINE emulator (POINTS), a producer of every input."""
+"""Fixtures for liveshop tests: liveshops in-process, the LINE emulator (POINTS), a producer of each input."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ class Inputs:
         return session_key(channel, session_id).encode(), envelope.model_dump_json(by_alias=True).encode()
 
     async def comments(self, session_id: str, *items: tuple[str, str, str], channel: str = CHANNEL) -> None:
-        """Publish ``(comment_id, user_id, text)`` comments to ``live.comments.v1`` (not waiting per record)."""
+        """Publish ``(comment_id, user_id, text)`` comments to ``live.comments.v1``, then flush."""
         for comment_id, user_id, text in items:
             key, value = self.comment_record(session_id, comment_id, user_id, text, channel=channel)
             await self._producer.send(self.topic(topics.LIVE_COMMENTS), value, key=key)
@@ -158,7 +158,13 @@ class Inputs:
         return [record.event_id for record in records]
 
     async def status(
-        self, order_id: str, status: str, *, channel: str = CHANNEL, event_id: str | None = None, **fields: Any
+        self,
+        order_id: str,
+        status: str,
+        *,
+        channel: str = CHANNEL,
+        event_id: str | None = None,
+        **fields: Any,
     ) -> str:
         now = datetime.now(UTC)
         envelope = OrderStatusRecord(
@@ -175,7 +181,9 @@ class Inputs:
         )
         return envelope.event_id
 
-    async def read(self, name: str, count: int, *, timeout_s: float = 30.0, settle_s: float = 0.0) -> list[Any]:
+    async def read(
+        self, name: str, count: int, *, timeout_s: float = 30.0, settle_s: float = 0.0
+    ) -> list[Any]:
         """The JSON values on logical topic ``name`` (every record from the beginning)."""
         records = await read_topic(
             self._bootstrap, self.topic(name), count=count, timeout_s=timeout_s, settle_s=settle_s

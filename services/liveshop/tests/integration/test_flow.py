@@ -12,7 +12,13 @@ CHANNEL = "1234567890"
 
 PRODUCTS = [
     {"code": "A01", "name": "洋裝", "price": 590, "stock": 3, "aliases": ["洋裝"], "per_buyer_limit": 2},
-    {"code": "B02", "name": "T恤", "price": 290, "stock": {"紅 L": 1, "藍 M": 5}, "variants": ["紅 L", "藍 M"]},
+    {
+        "code": "B02",
+        "name": "T恤",
+        "price": 290,
+        "stock": {"紅 L": 1, "藍 M": 5},
+        "variants": ["紅 L", "藍 M"],
+    },
 ]
 
 
@@ -20,7 +26,9 @@ async def test_comments_chat_and_lifecycle(
     start_liveshop: Any, inputs: Any, line: Any, liveshop_topics: None
 ) -> None:
     async with start_liveshop() as shop:
-        session = await shop.create_session(products=PRODUCTS, featured="A01", points_rate=0.05, points_cap=100)
+        session = await shop.create_session(
+            products=PRODUCTS, featured="A01", points_rate=0.05, points_cap=100
+        )
         sid = session["session_id"]
         await shop.call("POST", f"/sessions/{sid}/start")
 
@@ -34,7 +42,9 @@ async def test_comments_chat_and_lifecycle(
             ("c1", "U1", "+1"),  # the same comment again
         )
         await eventually(
-            lambda: _figure(shop, sid, "inputs_applied", 5), what="five distinct comments applied", timeout_s=30
+            lambda: _figure(shop, sid, "inputs_applied", 5),
+            what="five distinct comments applied",
+            timeout_s=30,
         )
         board = await shop.call("GET", f"/sessions/{sid}/dashboard")
         assert board["stock"] == {"A01": 0, "B02|紅 L": 0, "B02|藍 M": 5}
@@ -60,8 +70,12 @@ async def test_comments_chat_and_lifecycle(
         u2 = next(o for o in orders if o["user_id"] == "U2")
         # U2 cancels: the waitlisted U3 gets the first unit back (first come, first served)
         await inputs.status(u2["_id"], "cancelled", reason="changed mind")
-        await eventually(lambda: _figure(shop, sid, "waitlist_units", 0), what="the waitlist filled", timeout_s=30)
-        u3 = next(o for o in (await shop.call("GET", f"/sessions/{sid}/orders"))["orders"] if o["user_id"] == "U3")
+        await eventually(
+            lambda: _figure(shop, sid, "waitlist_units", 0), what="the waitlist filled", timeout_s=30
+        )
+        u3 = next(
+            o for o in (await shop.call("GET", f"/sessions/{sid}/orders"))["orders"] if o["user_id"] == "U3"
+        )
         assert u3["units"] == 1 and u3["state"] == "open"
 
         # U1 pays 880 with 80 shipping and is archived; archival twice grants once

@@ -25,7 +25,11 @@ async def _archived_order(shop: Any, inputs: Any, user: str, paid: float, **stat
 
     await eventually(placed, what="the order placed", timeout_s=30)
     order_id = str((await shop.call("GET", f"/sessions/{sid}/orders"))["orders"][0]["_id"])
-    for state, extra in (("paid", {"amount_paid": paid, "discount": 100}), ("shipped", {}), ("delivered", {})):
+    for state, extra in (
+        ("paid", {"amount_paid": paid, "discount": 100}),
+        ("shipped", {}),
+        ("delivered", {}),
+    ):
         await shop.call("POST", f"/orders/{order_id}/status", {"status": state, **extra})
     return order_id
 

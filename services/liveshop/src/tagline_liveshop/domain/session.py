@@ -311,7 +311,7 @@ class LiveSession:
         notice: Notice,
         changes: Changes,
     ) -> None:
-        """``-n``: the buyer wants n fewer; their waitlist entries shrink first, newest first, then the order."""
+        """``-n``: the buyer wants n fewer; their waitlist entries shrink (newest first), then the order."""
         sku = sku_of(code, variant)
         left = quantity
         for entry in reversed(self.entries_of.get(comment.user_id, [])):
