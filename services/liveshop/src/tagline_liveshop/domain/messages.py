@@ -8,6 +8,8 @@ any other placeholder, so a typo fails when the session is configured, not durin
 
 from __future__ import annotations
 
+from string import Formatter
+
 from tagline_liveshop.domain.model import Header, Order, OrderState
 from tagline_liveshop.domain.session import Note, NoteKind, Notice, Rejected
 
@@ -17,15 +19,21 @@ MAX_TEXT = 5_000  # LINE's limit for a text message
 
 
 def check_templates(confirmation: str, checkout_url: str) -> None:
+    """Reject a template that uses anything but its plain placeholders (no ``{x.attr}``, ``{x[0]}``)."""
     for name, template, fields in (
         ("confirmation_template", confirmation, CONFIRMATION_FIELDS),
         ("checkout_url_template", checkout_url, CHECKOUT_FIELDS),
     ):
+        allowed = ", ".join("{" + f + "}" for f in fields)
         try:
-            template.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            allowed = ", ".join("{" + f + "}" for f in fields)
-            raise Rejected(f"{name}: {exc!r} is not a placeholder it can use (allowed: {allowed})") from exc
+            used = [field for _, field, _, _ in Formatter().parse(template) if field is not None]
+            unknown = [field for field in used if field not in fields]
+            if not unknown:
+                template.format(**fields)
+        except ValueError as exc:  # unbalanced braces, a bad format spec
+            raise Rejected(f"{name}: {exc} (placeholders: {allowed})") from exc
+        if unknown:
+            raise Rejected(f"{name}: {{{unknown[0]}}} is not a placeholder it can use (allowed: {allowed})")
 
 
 def money(amount: float) -> str:
