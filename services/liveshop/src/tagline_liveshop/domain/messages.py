@@ -26,8 +26,10 @@ def check_templates(confirmation: str, checkout_url: str) -> None:
     ):
         allowed = ", ".join("{" + f + "}" for f in fields)
         try:
-            used = [field for _, field, _, _ in Formatter().parse(template) if field is not None]
-            unknown = [field for field in used if field not in fields]
+            parsed = [(field, spec) for _, field, spec, _ in Formatter().parse(template) if field is not None]
+            unknown = [field for field, _ in parsed if field not in fields]
+            # a placeholder nested in a spec ({x:{y}}) could pass with the samples, then fail on real values
+            unknown += [f"{field}:{spec}" for field, spec in parsed if spec and "{" in spec]
             if not unknown:
                 template.format(**fields)
         except ValueError as exc:  # unbalanced braces, a bad format spec

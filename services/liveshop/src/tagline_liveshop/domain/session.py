@@ -201,7 +201,8 @@ class LiveSession:
 
     # ---- commands ------------------------------------------------------------------------------------
     def comment(self, comment: Comment, changes: Changes) -> bool:
-        """Apply one comment; ``False`` if it was seen before or is not an order (nothing changes then)."""
+        """Apply one comment; ``False`` if it was seen before (nothing changes) or is not an order (only its
+        id is recorded, so a later copy is dropped too)."""
         if comment.key in self.seen:
             return False
         self.seen.add(comment.key)
@@ -364,6 +365,8 @@ class LiveSession:
             order = self._add_to_order(
                 entry.user_id, entry.code, entry.variant, given, now=now, changes=changes
             )
+            # the buyer just heard of the fill: they get a whole reservation time to pay for it
+            order.expires_at = max(order.expires_at, now + timedelta(seconds=self.header.reservation_s))
             changes.notices.append(
                 Notice(
                     key=f"{self.header.session_id}:fill:{entry.entry_id}:{entry.quantity}",
@@ -458,7 +461,11 @@ class LiveSession:
     def expire(self, now: datetime, changes: Changes) -> list[str]:
         """Expire every unpaid order whose reservation ran out; their units go to the waitlist or stock."""
         due = [o for o in self.orders.values() if o.state in UNPAID and o.expires_at <= now]
+        expired: list[str] = []
         for order in sorted(due, key=lambda o: (o.expires_at, o.order_id)):
+            if order.state not in UNPAID or order.expires_at > now:
+                continue  # a waitlist fill from an earlier expiry in this pass extended it
+            expired.append(order.order_id)
             self.transition(
                 f"x:{order.order_id}",
                 order.order_id,
@@ -467,7 +474,7 @@ class LiveSession:
                 changes,
                 reason="reservation ran out",
             )
-        return [o.order_id for o in due]
+        return expired
 
     def set_status(self, status: SessionStatus, now: datetime, changes: Changes) -> None:
         current = self.header.status
