@@ -16,7 +16,14 @@ class LiveshopSettings(ServiceSettings):
     database: str = "tagline_liveshop"
     group_id: str = "tagline-liveshop"
     max_batch: int = Field(default=2_000, ge=1, description="Records per batch of the comment pipeline.")
-    batch_timeout_ms: int = Field(default=5, ge=1, description="Longest wait to fill a batch.")
+    batch_timeout_ms: int = Field(
+        default=5,
+        ge=1,
+        description="Longest wait for records when none are buffered (a batch is not filled).",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=10, ge=0, description="Longest wait of a Kafka fetch for partitions without new records."
+    )
     cache_size: int = Field(default=64, ge=1, description="Sessions kept in memory per instance.")
     live_refresh_s: float = Field(
         default=1.0, gt=0, description="How often the live sessions per channel are reloaded (chat orders)."

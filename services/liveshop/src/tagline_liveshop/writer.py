@@ -8,7 +8,7 @@ expiry). The order of steps is what makes a crash harmless:
 2. apply the commands to the in-memory session (pure domain code) and render the messages they cause;
 3. insert the journal entry: the commit point (``adapters.store``). Nothing before it is visible anywhere;
 4. publish the outbox (confirmation send requests, ``shop.orders.v1`` events) and wait for Kafka's acks;
-5. write the views and mark the entry materialized.
+5. write the views, the ``sessions`` view last with the entry's version (the mark of a finished entry).
 
 A crash after 3 is finished by the next writer (step 1); a crash before 3 leaves no trace, and the Kafka
 records that caused the commands are consumed again because their offsets were not committed.
@@ -195,7 +195,7 @@ class SessionWriter:
         session, last = await self._store.load(session_id, cached)
         if session is None:
             raise UnknownSession(f"no live session {session_id!r}")
-        if last is not None and not last.get("materialized", False):
+        if last is not None and await self._store.materialized_version(session_id) < int(last["seq"]):
             if not roll_forward:  # a reader: the writer may be at it; the next run() reloads and checks again
                 self.forget(session_id)
                 return session
