@@ -7,8 +7,9 @@ expiry). The order of steps is what makes a crash harmless:
    writing the views: write them, republish its outbox);
 2. apply the commands to the in-memory session (pure domain code) and render the messages they cause;
 3. insert the journal entry: the commit point (``adapters.store``). Nothing before it is visible anywhere;
-4. publish the outbox (confirmation send requests, ``shop.orders.v1`` events) and wait for Kafka's acks;
-5. write the views, the ``sessions`` view last with the entry's version (the mark of a finished entry).
+4. publish the outbox (confirmation send requests, ``shop.orders.v1`` events) and wait for Kafka's acks,
+   while the ``orders`` and ``ledger`` views are written;
+5. write the ``sessions`` view with the entry's version: the mark of a finished entry.
 
 A crash after 3 is finished by the next writer (step 1); a crash before 3 leaves no trace, and the Kafka
 records that caused the commands are consumed again because their offsets were not committed.
@@ -21,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
@@ -166,7 +167,17 @@ class SessionWriter:
         doc = journal_doc(session, changes, [], now)
         await self._store.commit(doc)
         session.version = 1
-        await self._store.materialize(session, doc)
+        await self._finish(session, doc, [])
+
+    async def _finish(self, session: LiveSession, doc: dict[str, Any], outbox: Sequence[Outgoing]) -> None:
+        """Steps 4 and 5: publish and write the views at the same time, then mark the entry finished."""
+        outcomes = await asyncio.gather(
+            self._publish_all(outbox), self._store.write_views(doc), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        await self._store.mark_finished(session)
 
     async def read(self, session_id: str) -> LiveSession:
         """The session as of its latest committed version (for the API; do not mutate it)."""
@@ -200,8 +211,7 @@ class SessionWriter:
                 self.forget(session_id)
                 return session
             # its writer stopped between the commit and the views: finish its work (idempotent)
-            await self._publish_all([Outgoing.from_doc(m) for m in last["outbox"]])
-            await self._store.materialize(session, last)
+            await self._finish(session, last, [Outgoing.from_doc(m) for m in last["outbox"]])
         self._cache[session_id] = session
         self._cache.move_to_end(session_id)
         while len(self._cache) > self._cache_size:
@@ -228,6 +238,5 @@ class SessionWriter:
             raise
         session.version += 1
         self.commits += 1
-        await self._publish_all(outbox)
-        await self._store.materialize(session, doc)
+        await self._finish(session, doc, outbox)
         return result

@@ -157,11 +157,8 @@ class LiveshopStore:
         except DuplicateKeyError as exc:
             raise Conflict(f"journal entry {doc['_id']} was written by another instance") from exc
 
-    async def materialize(self, session: LiveSession, doc: dict[str, Any]) -> None:
-        """Write the views of journal entry ``doc`` (idempotent), the ``sessions`` view last with its version.
-
-        That version is the mark of a finished entry: marking the entry itself would make FerretDB rewrite the
-        whole (often hundreds of KB) journal document, the largest cost of a batch (bench/README.md)."""
+    async def write_views(self, doc: dict[str, Any]) -> None:
+        """Write the ``orders`` and ``ledger`` views of journal entry ``doc`` (idempotent)."""
         seq = int(doc["seq"])
         orders = [ReplaceOne({"_id": o["_id"]}, {**o, "version": seq}, upsert=True) for o in doc["orders"]]
         for chunk in chunked(orders):
@@ -172,6 +169,13 @@ class LiveshopStore:
             except BulkWriteError as exc:  # an entry written before: the ledger is keyed by order id
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
+
+    async def mark_finished(self, session: LiveSession) -> None:
+        """Write the ``sessions`` view at ``session.version``: the mark that its entry is finished.
+
+        Called after the entry's messages are published and its other views written. Marking the journal entry
+        itself would make FerretDB rewrite the whole (often hundreds of KB) document: the largest cost of a
+        batch when it did (bench/README.md)."""
         header = session.header.to_doc()
         await self.sessions.replace_one(
             {"_id": session.header.session_id},
