@@ -60,6 +60,14 @@ class ReplyContext(Contract):
     received_at: AwareDatetime
 
 
+def check_message_types(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` if each is a LINE message object with a string ``type`` (a pydantic field validator)."""
+    for index, message in enumerate(messages):
+        if not isinstance(message.get("type"), str):
+            raise ValueError(f"messages[{index}] has no string 'type'")  # noqa: TRY004 - pydantic needs ValueError
+    return messages
+
+
 class SendMessages(Contract):
     """Payload of ``send.requests.v1`` (key ``channel:<target>``): send these messages to that target."""
 
@@ -79,10 +87,7 @@ class SendMessages(Contract):
     @field_validator("messages")
     @classmethod
     def _typed_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for index, message in enumerate(messages):
-            if not isinstance(message.get("type"), str):
-                raise ValueError(f"messages[{index}] has no string 'type'")  # noqa: TRY004 - pydantic needs ValueError
-        return messages
+        return check_message_types(messages)
 
     @model_validator(mode="after")
     def _consistent(self) -> SendMessages:
