@@ -217,7 +217,7 @@ class LateAction(StrEnum):
 
 
 def late_action(spec: JourneySpec, due: datetime, now: datetime) -> LateAction:
-    """A step found at ``now`` is sent, unless it is late (past ``late_after_s``) and late ones are skipped."""
+    """A step found at ``now`` is sent, unless it is late (past ``late_after_s``) and late is skipped."""
     late = (now - due).total_seconds() > spec.late_after_s
     return LateAction.SKIP if late and spec.catch_up is CatchUp.SKIP_LATE else LateAction.SEND
 
