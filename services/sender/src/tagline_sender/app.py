@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from tagline_sender.api import register_routes
 from tagline_sender.dispatcher import utc_now
+from tagline_sender.journeys_api import register_journey_routes
 from tagline_sender.ports import LineGateway
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
@@ -31,4 +32,5 @@ def create_app(
     api = FastAPI(title="Tagline sender", version="0.1.0", lifespan=lifespan)
     api.state.service = service
     register_routes(api, service)
+    register_journey_routes(api, service)
     return api

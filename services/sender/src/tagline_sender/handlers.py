@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -20,10 +21,11 @@ from pydantic import ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.members import MemberChanged, MemberChangedEvent
-from tagline_contracts.sending import SendRequested
+from tagline_contracts.sending import SendRequested, SendResulted
 from tagline_platform.deadletters import DeadLetters, reason
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.domain.planning import InvalidRequest
+from tagline_sender.journeys import JourneyRunner
 from tagline_sender.metrics import SenderMetrics
 from tagline_sender.planner import Planner
 from tagline_sender.settings import SenderSettings
@@ -113,5 +115,62 @@ def register(
                 metrics.member_changes.labels("stale").inc(len(changes) - applied)
         except Exception:
             log.exception("member changes not applied; they will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise
+
+
+def register_journeys(
+    broker: KafkaBroker, settings: SenderSettings, *, runner: JourneyRunner, clock: Callable[[], datetime]
+) -> None:
+    """Journey enrollment from ``member.changes.v1`` and journey stats from ``send.results.v1``.
+
+    Member changes are keyed by member, so one instance applies a member's changes in order (its own consumer
+    group, apart from the projection's); enrollments are written under their lock anyway (schedulers too)."""
+    dead = DeadLetters(broker, settings, consumer=f"{settings.group_id}-journeys")
+
+    @broker.subscriber(
+        settings.topic(topics.MEMBER_CHANGES),
+        group_id=f"{settings.group_id}-journeys",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=50,
+    )
+    async def on_member_changes_for_journeys(message: KafkaMessage) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        try:
+            for record in records:
+                try:
+                    envelope = MemberChangedEvent.model_validate_json(record.value)
+                except ValidationError as exc:
+                    await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
+                    continue
+                await runner.on_changes(envelope.channel_id, [envelope.payload])
+        except Exception:
+            log.exception("journey enrollment failed; the changes will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise
+
+    @broker.subscriber(
+        settings.topic(topics.SEND_RESULTS),
+        group_id=f"{settings.group_id}-journeys-results",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=50,
+    )
+    async def on_results_for_journeys(message: KafkaMessage) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        try:
+            for record in records:
+                try:
+                    result = SendResulted.model_validate_json(record.value)
+                except ValidationError:
+                    continue  # not ours to dead-letter: the sender's results are validated where made
+                await runner.on_result(result.payload, clock())
+        except Exception:
+            log.exception("journey stats not recorded; the results will be consumed again")
             await asyncio.sleep(INFRA_RETRY_DELAY_S)
             raise

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_platform.kafka import create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
 from tagline_sender import handlers
+from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.adapters.line import SdkLineGateway
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.dispatcher import DispatchConfig, Dispatcher, RateLimiter, utc_now
+from tagline_sender.journeys import JourneyCache, JourneyRunner
 from tagline_sender.metrics import SenderMetrics
 from tagline_sender.planner import Planner
 from tagline_sender.ports import LineGateway
@@ -86,6 +89,14 @@ class SenderService:
             on_partitions=self.dispatcher.set_partitions,
         )
         self._refresher: asyncio.Task[None] | None = None
+        self.journey_store = JourneyStore(self.mongo[settings.database])
+        self.journey_cache = JourneyCache(self.journey_store)
+        self.journeys = JourneyRunner(
+            self.journey_store, self.journey_cache, self._publish, topic_of=settings.topic, clock=clock
+        )
+        if settings.journeys:
+            handlers.register_journeys(self.broker, settings, runner=self.journeys, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         names = [topics.SEND_REQUESTS, topics.SEND_RESULTS, topics.MEMBER_CHANGES]
@@ -103,8 +114,35 @@ class SenderService:
         await self.broker.start()
         self.dispatcher.start()
         self._refresher = asyncio.create_task(self._refresh_quota_forever(), name="sender-quota-refresh")
+        await self.journey_cache.refresh()
+        if self.settings.journeys:
+            self._tasks += [
+                asyncio.create_task(
+                    self._every(self.settings.journey_refresh_s, self.journey_cache.refresh),
+                    name="journey-defs",
+                ),
+                asyncio.create_task(
+                    self._every(self.settings.journey_poll_s, self.journeys.run_due), name="journey-steps"
+                ),
+            ]
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("background job failed; it runs again next time", extra={"job": job.__name__})
+            await asyncio.sleep(interval_s)
+
+    async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
+        await self.broker.publish(value, topic=topic, key=key)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._refresher:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

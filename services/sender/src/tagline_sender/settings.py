@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.settings import ServiceSettings
 from tagline_sender.domain.delivery import RetryPolicy
+from tagline_sender.domain.journeys import JourneyLimits
 from tagline_sender.domain.pricing import DEFAULT_PLANS, Plan, PlanName
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS, RateLimit
 
@@ -81,6 +82,18 @@ class SenderSettings(ServiceSettings):
     retry_cap_s: float = Field(default=300.0, gt=0)
     retry_window_h: float = Field(default=24.0, gt=0)
     max_planned_recipients: int = Field(default=10_000_000, ge=1)
+    journeys: bool = Field(default=True, description="Run journey enrollment and the step scheduler here.")
+    journey_poll_s: float = Field(
+        default=5.0, gt=0, description="How often due journey steps are looked for."
+    )
+    journey_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often journey definitions are reloaded."
+    )
+    journey_max_steps: int = Field(default=10, ge=1)
+    journey_max_wait_days: int = Field(default=30, ge=1)
+    journey_min_wait_hours: int = Field(
+        default=1, ge=0, description="Shortest wait of a step in hours (wait_unit 'hours')."
+    )
 
     def load_channels(self) -> dict[str, ChannelConfig]:
         channels = dict(self.channels)
@@ -102,6 +115,13 @@ class SenderSettings(ServiceSettings):
 
     def all_plans(self) -> dict[PlanName, Plan]:
         return {**DEFAULT_PLANS, **self.plans}
+
+    def journey_limits(self) -> JourneyLimits:
+        return JourneyLimits(
+            max_steps=self.journey_max_steps,
+            max_wait_days=self.journey_max_wait_days,
+            min_wait_hours=self.journey_min_wait_hours,
+        )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -1,0 +1,337 @@
+"""Journeys at run time: enrollment from ``member.changes.v1``, the step scheduler, stats from results.
+
+Where the guarantees come from:
+
+- **A member is in a journey at most once at a time**: one enrollment document per (journey, member); a new
+  round replaces a finished one only if the journey's re-entry policy allows it (``domain.journeys``).
+- **A step is sent exactly once**: the scheduler takes the enrollment's lock, re-reads it, and sends only if
+  it is still active and due (the state predicate); the send request's idempotency key is
+  ``journey:<journey>:<user>:<round>:<step>``, so a step published again after a crash (between the publish
+  and the enrollment update) is dropped by the planner. Any number of schedulers may run.
+- **Steps survive restarts**: due times are stored; a step found late is sent or skipped by the journey's
+  catch-up rule.
+- Steps are ``marketing`` send requests, so the planner holds them back for quota headroom (deferred, not
+  lost) and the dispatcher keeps the rate limits.
+- Stats are counts of once-only facts (``adapters.journeys``): entered, sent (requested), nothing (a branch
+  without messages), skipped (late), accepted / deferred / failed (from ``send.results.v1``), exited
+  (blocked), blocked within 48 h of a step, completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from tagline_contracts import topics
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.members import FollowState, MemberChanged, MemberSnapshot
+from tagline_contracts.segments import matches
+from tagline_contracts.sending import (
+    SendCategory,
+    SendMessages,
+    SendRequested,
+    SendResult,
+    UserTarget,
+    send_request_key,
+)
+from tagline_sender.adapters.journeys import Doc, JourneyStore, enrollment_id
+from tagline_sender.domain.journeys import (
+    EnrollmentState,
+    JourneySpec,
+    LateAction,
+    SegmentEntered,
+    choose,
+    due_at,
+    is_active,
+    late_action,
+    may_enroll,
+    triggered,
+)
+
+log = logging.getLogger("tagline.sender.journeys")
+
+BLOCK_WINDOW = timedelta(hours=48)
+Publish = Callable[[str, bytes, bytes], Awaitable[None]]
+"""(topic, key, value)."""
+
+
+class JourneyCache:
+    """Every journey definition, reloaded periodically by each instance."""
+
+    def __init__(self, store: JourneyStore) -> None:
+        self._store = store
+        self._by_id: dict[str, tuple[str, JourneySpec]] = {}
+
+    async def refresh(self) -> None:
+        loaded: dict[str, tuple[str, JourneySpec]] = {}
+        for doc in await self._store.list_journeys():
+            try:
+                loaded[doc["_id"]] = (doc["channel_id"], JourneySpec.model_validate(doc["spec"]))
+            except ValidationError:
+                log.exception("stored journey is not valid; ignored", extra={"journey_id": doc["_id"]})
+        self._by_id = loaded
+
+    def put(self, journey_id: str, channel_id: str, spec: JourneySpec | None) -> None:
+        if spec is None:
+            self._by_id.pop(journey_id, None)
+        else:
+            self._by_id[journey_id] = (channel_id, spec)
+
+    def get(self, journey_id: str) -> JourneySpec | None:
+        found = self._by_id.get(journey_id)
+        return found[1] if found else None
+
+    def of_channel(self, channel_id: str) -> list[tuple[str, JourneySpec]]:
+        return [(jid, spec) for jid, (channel, spec) in self._by_id.items() if channel == channel_id]
+
+
+def snapshot_of(doc: Doc | None, user_id: str) -> MemberSnapshot:
+    """A member as the sender's projection knows it (unknown members: nothing but the id)."""
+    if doc is None:
+        return MemberSnapshot(user_id=user_id)
+    return MemberSnapshot(
+        user_id=user_id,
+        follow_state=FollowState(doc.get("follow_state", FollowState.UNKNOWN.value)),
+        attributes=doc.get("attributes", {}),
+        tags=doc.get("tags", []),
+        last_interaction_at=doc.get("last_interaction_at"),
+        rfm_segment=doc.get("rfm_segment"),
+    )
+
+
+def step_key(journey_id: str, user_id: str, round_: int, step: int) -> str:
+    return f"journey:{journey_id}:{user_id}:{round_}:{step}"
+
+
+class JourneyRunner:
+    def __init__(
+        self,
+        store: JourneyStore,
+        cache: JourneyCache,
+        publish: Publish,
+        *,
+        topic_of: Callable[[str], str],
+        clock: Callable[[], datetime],
+        batch: int = 200,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._publish = publish
+        self._topic_of = topic_of
+        self._clock = clock
+        self._batch = batch
+
+    # ---- enrollment ------------------------------------------------------------------------------------
+    async def on_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> None:
+        for change in changes:
+            await self._on_change(channel_id, change)
+
+    async def _on_change(self, channel_id: str, change: MemberChanged) -> None:
+        now = self._clock()
+        kinds = {c.value for c in change.changes}
+        journeys = self._cache.of_channel(channel_id)
+        if "blocked" in kinds:
+            for journey_id, _ in journeys:
+                await self._blocked(journey_id, change.user_id, now)
+            return
+        for journey_id, spec in journeys:
+            if not is_active(spec, now):
+                continue
+            segment = spec.trigger if isinstance(spec.trigger, SegmentEntered) else None
+            if segment is None and not triggered(
+                spec, kinds, change.tags_added, change.snapshot, was_in_segment=None, now=now
+            ):
+                continue  # friend-added and tag triggers need no stored state: most changes stop here
+            await self._maybe_enroll(channel_id, journey_id, spec, change, kinds=kinds, now=now)
+
+    async def _maybe_enroll(
+        self,
+        channel_id: str,
+        journey_id: str,
+        spec: JourneySpec,
+        change: MemberChanged,
+        *,
+        kinds: set[str],
+        now: datetime,
+    ) -> None:
+        eid = enrollment_id(journey_id, change.user_id)
+        async with self._store.locked(eid):
+            doc = await self._store.get_enrollment(eid)
+            was_in: bool | None = None
+            in_segment: bool | None = None
+            if isinstance(spec.trigger, SegmentEntered):
+                # a member seen for the first time counts as not having been in the segment
+                was_in = bool(doc.get("in_segment")) if doc else False
+                in_segment = matches(
+                    spec.trigger.segment, change.snapshot, now=now, today=now.astimezone(spec.zone).date()
+                )
+                if doc is not None and was_in == in_segment:
+                    return
+            go = triggered(spec, kinds, change.tags_added, change.snapshot, was_in_segment=was_in, now=now)
+            previous = EnrollmentState(doc["state"]) if doc and doc.get("state") else None
+            base: Doc = doc or {
+                "_id": eid,
+                "journey_id": journey_id,
+                "channel_id": channel_id,
+                "user_id": change.user_id,
+                "round": 0,
+                "state": None,
+            }
+            if go and change.snapshot.follow_state is not FollowState.BLOCKED and may_enroll(spec, previous):
+                enrolled = {
+                    **base,
+                    "round": int(base["round"]) + 1,
+                    "state": EnrollmentState.ACTIVE.value,
+                    "step": 0,
+                    "enrolled_at": now,
+                    "next_due_at": due_at(spec, spec.steps[0], now),
+                    "in_segment": in_segment,
+                }
+                await self._store.put_enrollment(enrolled)
+                await self._event(enrolled, 0, "entered", now)
+            elif in_segment is not None:
+                await self._store.put_enrollment({**base, "in_segment": in_segment})
+
+    async def _blocked(self, journey_id: str, user_id: str, now: datetime) -> None:
+        eid = enrollment_id(journey_id, user_id)
+        if await self._store.get_enrollment(eid) is None:
+            return
+        async with self._store.locked(eid):
+            doc = await self._store.get_enrollment(eid)
+            if doc is None:
+                return
+            sent_at, sent_step = doc.get("last_sent_at"), doc.get("last_sent_step")
+            if sent_at is not None and sent_step is not None and now - sent_at <= BLOCK_WINDOW:
+                await self._event(doc, int(sent_step), "blocked_within_48h", now)
+            if doc.get("state") == EnrollmentState.ACTIVE.value:
+                doc = {**doc, "state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
+                await self._store.put_enrollment(doc)
+                await self._event(doc, int(doc["step"]), "exited", now)
+
+    # ---- the scheduler ---------------------------------------------------------------------------------
+    async def run_due(self) -> int:
+        """One pass: every due step is sent (or skipped), then its enrollment moves on. Returns steps done."""
+        now = self._clock()
+        done = 0
+        for found in await self._store.due_enrollments(now, self._batch):
+            async with self._store.locked(found["_id"]):
+                doc = await self._store.get_enrollment(found["_id"])
+                if (
+                    doc is None
+                    or doc.get("state") != EnrollmentState.ACTIVE.value
+                    or doc.get("next_due_at") is None
+                    or doc["next_due_at"] > now
+                ):
+                    continue  # another scheduler took it, or it changed
+                spec = self._cache.get(doc["journey_id"])
+                if spec is None or not spec.enabled:
+                    continue  # deleted or disabled: its members wait where they are
+                await self._run_step(doc, spec, now)
+                done += 1
+        return done
+
+    async def _run_step(self, doc: Doc, spec: JourneySpec, now: datetime) -> None:
+        index = int(doc["step"])
+        step = spec.steps[index] if index < len(spec.steps) else None
+        if step is None:  # the journey lost steps since: this round is over
+            await self._store.put_enrollment(
+                {**doc, "state": EnrollmentState.COMPLETED.value, "next_due_at": None}
+            )
+            return
+        due = doc["next_due_at"]
+        member = snapshot_of(await self._store.member(doc["channel_id"], doc["user_id"]), doc["user_id"])
+        if member.follow_state is FollowState.BLOCKED:
+            await self._store.put_enrollment(
+                {**doc, "state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
+            )
+            await self._event(doc, index, "exited", now)
+            return
+        if late_action(spec, due, now) is LateAction.SKIP:
+            await self._event(doc, index, "skipped", now)
+        else:
+            branch, messages = choose(spec, step, member, now=now)
+            if messages:
+                await self._send(doc, index, branch, messages, now)
+                await self._event(doc, index, "sent", now, branch=branch)
+                doc = {**doc, "last_sent_at": now, "last_sent_step": index}
+            else:
+                await self._event(doc, index, "nothing", now, branch=branch)
+        if index + 1 < len(spec.steps):
+            doc = {**doc, "step": index + 1, "next_due_at": due_at(spec, spec.steps[index + 1], due)}
+        else:
+            doc = {**doc, "step": index + 1, "state": EnrollmentState.COMPLETED.value, "next_due_at": None}
+            await self._event(doc, index, "completed", now)
+        await self._store.put_enrollment(doc)
+
+    async def _send(
+        self, doc: Doc, index: int, branch: str, messages: list[dict[str, Any]], now: datetime
+    ) -> None:
+        target = UserTarget(user_id=doc["user_id"])
+        request = SendMessages(
+            idempotency_key=step_key(doc["journey_id"], doc["user_id"], int(doc["round"]), index),
+            category=SendCategory.MARKETING,
+            messages=messages,
+            target=target,
+            labels={
+                "source": "journey",
+                "journey_id": doc["journey_id"],
+                "step": str(index),
+                "round": str(doc["round"]),
+                "branch": branch,
+            },
+        )
+        envelope = SendRequested(
+            event_id=new_event_id(),
+            channel_id=doc["channel_id"],
+            occurred_at=now,
+            produced_at=now,
+            payload=request,
+        )
+        await self._publish(
+            self._topic_of(topics.SEND_REQUESTS),
+            send_request_key(doc["channel_id"], target).encode(),
+            envelope.model_dump_json(by_alias=True).encode(),
+        )
+
+    # ---- stats -----------------------------------------------------------------------------------------
+    async def on_result(self, result: SendResult, now: datetime) -> None:
+        """A send result of a journey step: counted once per (member, round, step, outcome)."""
+        labels = result.labels
+        if labels.get("source") != "journey" or "journey_id" not in labels:
+            return
+        for user_id in result.user_ids:
+            doc = {
+                "journey_id": labels["journey_id"],
+                "user_id": user_id,
+                "round": int(labels.get("round", 0)),
+            }
+            await self._event(doc, int(labels.get("step", 0)), result.outcome.value, now)
+
+    async def _event(self, doc: Doc, step: int, kind: str, now: datetime, **extra: Any) -> None:
+        await self._store.record(
+            {
+                "_id": f"{doc['journey_id']}:{doc['user_id']}:{doc['round']}:{step}:{kind}",
+                "journey_id": doc["journey_id"],
+                "user_id": doc["user_id"],
+                "round": doc["round"],
+                "step": step,
+                "kind": kind,
+                "at": now,
+                **extra,
+            }
+        )
+
+    async def stats(self, journey_id: str) -> dict[str, Any]:
+        steps: dict[int, dict[str, int]] = {}
+        for row in await self._store.counts(journey_id):
+            steps.setdefault(int(row["_id"]["step"]), {})[row["_id"]["kind"]] = int(row["count"])
+        entered = sum(s.get("entered", 0) for s in steps.values())
+        return {
+            "journey_id": journey_id,
+            "entered": entered,
+            "steps": [{"step": index, **counts} for index, counts in sorted(steps.items())],
+        }

@@ -1,0 +1,108 @@
+"""HTTP API of journeys (progressive messages): definitions, enable/disable, stats.
+
+A definition is validated twice: its shape (``domain.journeys.JourneySpec``: 422 with pydantic's errors) and
+the deployment's limits (steps, waits: 422 with one message per problem). Changes reach every instance's
+scheduler within ``TAGLINE_SENDER_JOURNEY_REFRESH_S``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException
+from ulid import ULID
+
+from tagline_sender.domain.journeys import JourneySpec, limit_errors
+
+if TYPE_CHECKING:
+    from tagline_sender.service import SenderService
+
+
+def _view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["_id"],
+        "channel_id": doc["channel_id"],
+        "version": doc["version"],
+        "created_at": doc["created_at"],
+        "updated_at": doc["updated_at"],
+        **doc["spec"],
+    }
+
+
+def register_journey_routes(api: FastAPI, service: SenderService) -> None:
+    store = service.journey_store
+    cache = service.journey_cache
+    limits = service.settings.journey_limits()
+
+    def checked(spec: JourneySpec) -> dict[str, Any]:
+        errors = limit_errors(spec, limits)
+        if errors:
+            raise HTTPException(status_code=422, detail=errors)
+        return spec.model_dump(mode="json")
+
+    async def found(journey_id: str) -> dict[str, Any]:
+        doc = await store.get_journey(journey_id)
+        if doc is None:
+            raise HTTPException(status_code=404, detail=f"journey {journey_id} not found")
+        return doc
+
+    async def save(doc: dict[str, Any]) -> dict[str, Any]:
+        await store.replace_journey(doc)
+        cache.put(doc["_id"], doc["channel_id"], JourneySpec.model_validate(doc["spec"]))
+        return _view(doc)
+
+    @api.post("/channels/{channel_id}/journeys", status_code=201, tags=["journeys"])
+    async def create_journey(channel_id: str, spec: JourneySpec) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        doc: dict[str, Any] = {
+            "_id": str(ULID()),
+            "channel_id": channel_id,
+            "spec": checked(spec),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await store.insert_journey(doc)
+        cache.put(doc["_id"], channel_id, spec)
+        return _view(doc)
+
+    @api.get("/channels/{channel_id}/journeys", tags=["journeys"])
+    async def list_journeys(channel_id: str) -> list[dict[str, Any]]:
+        return [_view(doc) for doc in await store.list_journeys(channel_id)]
+
+    @api.get("/journeys/{journey_id}", tags=["journeys"])
+    async def get_journey(journey_id: str) -> dict[str, Any]:
+        return _view(await found(journey_id))
+
+    @api.put("/journeys/{journey_id}", tags=["journeys"])
+    async def replace_journey(journey_id: str, spec: JourneySpec) -> dict[str, Any]:
+        doc = await found(journey_id)
+        body = checked(spec)
+        return await save(
+            {**doc, "spec": body, "version": doc["version"] + 1, "updated_at": datetime.now(UTC)}
+        )
+
+    for action, enabled in (("enable", True), ("disable", False)):
+
+        async def toggle(journey_id: str, _enabled: bool = enabled) -> dict[str, Any]:
+            doc = await found(journey_id)
+            spec = {**doc["spec"], "enabled": _enabled}
+            return await save(
+                {**doc, "spec": spec, "version": doc["version"] + 1, "updated_at": datetime.now(UTC)}
+            )
+
+        api.add_api_route(
+            f"/journeys/{{journey_id}}/{action}", toggle, methods=["POST"], tags=["journeys"], name=action
+        )
+
+    @api.delete("/journeys/{journey_id}", status_code=204, tags=["journeys"])
+    async def delete_journey(journey_id: str) -> None:
+        doc = await found(journey_id)
+        await store.delete_journey(journey_id)
+        cache.put(journey_id, doc["channel_id"], None)
+
+    @api.get("/journeys/{journey_id}/stats", tags=["journeys"])
+    async def journey_stats(journey_id: str) -> dict[str, Any]:
+        await found(journey_id)
+        return await service.journeys.stats(journey_id)
