@@ -64,7 +64,11 @@ def start_sender(
     """``async with start_sender(**settings) as sender:`` runs one sender instance against the emulator."""
 
     @asynccontextmanager
-    async def start(channel: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[RunningSender]:
+    async def start(
+        channel: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[RunningSender]:
         values: dict[str, Any] = {
             "kafka_bootstrap_servers": kafka_bootstrap,
             "mongodb_url": mongodb_url,
@@ -84,7 +88,7 @@ def start_sender(
             **overrides,
         }
         settings = SenderSettings(**values)
-        app = create_app(settings)
+        app = create_app(settings) if clock is None else create_app(settings, clock=clock)
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client,
