@@ -20,6 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from tagline_contracts import topics
+from tagline_contracts.envelope import LineEventReceived
 from tagline_contracts.members import MemberChanged, MemberChangedEvent
 from tagline_contracts.sending import SendRequested, SendResulted
 from tagline_platform.deadletters import DeadLetters, reason
@@ -29,6 +30,7 @@ from tagline_sender.journeys import JourneyRunner
 from tagline_sender.metrics import SenderMetrics
 from tagline_sender.planner import Planner
 from tagline_sender.settings import SenderSettings
+from tagline_sender.welcomer import Welcomer
 
 log = logging.getLogger("tagline.sender.handlers")
 
@@ -120,7 +122,12 @@ def register(
 
 
 def register_journeys(
-    broker: KafkaBroker, settings: SenderSettings, *, runner: JourneyRunner, clock: Callable[[], datetime]
+    broker: KafkaBroker,
+    settings: SenderSettings,
+    *,
+    runner: JourneyRunner,
+    welcomer: Welcomer,
+    clock: Callable[[], datetime],
 ) -> None:
     """Journey enrollment from ``member.changes.v1`` and journey stats from ``send.results.v1``.
 
@@ -172,5 +179,30 @@ def register_journeys(
                 await runner.on_result(result.payload, clock())
         except Exception:
             log.exception("journey stats not recorded; the results will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise
+
+    @broker.subscriber(
+        settings.topic(topics.LINE_EVENTS),
+        group_id=f"{settings.group_id}-welcome",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=20,
+    )
+    async def on_line_events_for_welcome(message: KafkaMessage) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        try:
+            for record in records:
+                if record.value is None or b'"follow"' not in record.value:
+                    continue  # cheap pre-filter: only follow events are welcomed
+                try:
+                    envelope = LineEventReceived.model_validate_json(record.value)
+                except ValidationError:
+                    continue  # ingest's records; the member pipeline dead-letters bad ones
+                await welcomer.on_event(envelope, clock())
+        except Exception:
+            log.exception("welcome not requested; the events will be consumed again")
             await asyncio.sleep(INFRA_RETRY_DELAY_S)
             raise

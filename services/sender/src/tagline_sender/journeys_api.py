@@ -14,6 +14,7 @@ from fastapi import FastAPI, HTTPException
 from ulid import ULID
 
 from tagline_sender.domain.journeys import JourneySpec, limit_errors
+from tagline_sender.domain.welcome import WelcomeSpec
 
 if TYPE_CHECKING:
     from tagline_sender.service import SenderService
@@ -101,6 +102,24 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
         doc = await found(journey_id)
         await store.delete_journey(journey_id)
         cache.put(journey_id, doc["channel_id"], None)
+
+    @api.put("/channels/{channel_id}/welcome", tags=["welcome"])
+    async def put_welcome(channel_id: str, spec: WelcomeSpec) -> dict[str, Any]:
+        body = spec.model_dump(mode="json")
+        await store.put_welcome(channel_id, body)
+        return {"channel_id": channel_id, **body}
+
+    @api.get("/channels/{channel_id}/welcome", tags=["welcome"])
+    async def get_welcome(channel_id: str) -> dict[str, Any]:
+        doc = await store.get_welcome(channel_id)
+        if doc is None:
+            raise HTTPException(status_code=404, detail=f"channel {channel_id} has no welcome message")
+        return {"channel_id": channel_id, **doc["spec"]}
+
+    @api.delete("/channels/{channel_id}/welcome", status_code=204, tags=["welcome"])
+    async def delete_welcome(channel_id: str) -> None:
+        if not await store.delete_welcome(channel_id):
+            raise HTTPException(status_code=404, detail=f"channel {channel_id} has no welcome message")
 
     @api.get("/journeys/{journey_id}/stats", tags=["journeys"])
     async def journey_stats(journey_id: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tagline_sender.planner import Planner
 from tagline_sender.ports import LineGateway
 from tagline_sender.quota import QuotaKeeper
 from tagline_sender.settings import SenderSettings
+from tagline_sender.welcomer import Welcomer
 
 log = logging.getLogger("tagline.sender")
 
@@ -94,12 +95,15 @@ class SenderService:
         self.journeys = JourneyRunner(
             self.journey_store, self.journey_cache, self._publish, topic_of=settings.topic, clock=clock
         )
+        self.welcomer = Welcomer(self.journey_store, self._publish, topic_of=settings.topic)
         if settings.journeys:
-            handlers.register_journeys(self.broker, settings, runner=self.journeys, clock=clock)
+            handlers.register_journeys(
+                self.broker, settings, runner=self.journeys, welcomer=self.welcomer, clock=clock
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        names = [topics.SEND_REQUESTS, topics.SEND_RESULTS, topics.MEMBER_CHANGES]
+        names = [topics.SEND_REQUESTS, topics.SEND_RESULTS, topics.MEMBER_CHANGES, topics.LINE_EVENTS]
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
             [self.settings.topic(n) for n in names]

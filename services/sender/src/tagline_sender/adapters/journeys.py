@@ -35,6 +35,7 @@ class JourneyStore:
         self.enrollments = db["enrollments"]
         self.events = db["journey_events"]
         self.members = db["members"]  # the sender's member projection (adapters.mongo)
+        self.welcomes = db["welcomes"]
         self._lock = DocumentLock(db["locks"])
 
     # ---- definitions -----------------------------------------------------------------------------------
@@ -74,6 +75,16 @@ class JourneyStore:
 
     async def member(self, channel_id: str, user_id: str) -> Doc | None:
         return await self.members.find_one({"_id": f"{channel_id}:{user_id}"})
+
+    # ---- welcome messages -------------------------------------------------------------------------------
+    async def get_welcome(self, channel_id: str) -> Doc | None:
+        return await self.welcomes.find_one({"_id": channel_id})
+
+    async def put_welcome(self, channel_id: str, spec: Doc) -> None:
+        await self.welcomes.replace_one({"_id": channel_id}, {"_id": channel_id, "spec": spec}, upsert=True)
+
+    async def delete_welcome(self, channel_id: str) -> bool:
+        return (await self.welcomes.delete_one({"_id": channel_id})).deleted_count == 1
 
     # ---- events and stats ------------------------------------------------------------------------------
     async def record(self, event: Doc) -> bool:

@@ -1,0 +1,80 @@
+"""Sends the welcome message on follow events from ``line.events.v1``, as a free reply.
+
+Each follow becomes one ``transactional`` send request with the event's reply token and the idempotency key
+``welcome:<webhookEventId>``: a redelivered follow event (LINE redelivery, a replayed batch) is sent once.
+The planner replies while the token is fresh; a stale one falls back to a push (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from tagline_contracts import topics
+from tagline_contracts.envelope import LineEventReceived, new_event_id
+from tagline_contracts.sending import (
+    ReplyContext,
+    SendCategory,
+    SendMessages,
+    SendRequested,
+    UserTarget,
+    send_request_key,
+)
+from tagline_contracts.webhook import FollowEvent, UserSource
+from tagline_sender.adapters.journeys import JourneyStore
+from tagline_sender.domain.welcome import WelcomeSpec, welcome_for
+from tagline_sender.journeys import Publish
+
+
+class Welcomer:
+    def __init__(self, store: JourneyStore, publish: Publish, *, topic_of: Callable[[str], str]) -> None:
+        self._store = store
+        self._publish = publish
+        self._topic_of = topic_of
+
+    async def on_event(self, envelope: LineEventReceived, now: datetime) -> bool:
+        """Request the welcome for a follow event; ``False`` if there is nothing to send."""
+        event = envelope.payload
+        if (
+            not isinstance(event, FollowEvent)
+            or not isinstance(event.source, UserSource)
+            or not event.source.user_id
+            or envelope.mode != "active"
+            or not event.reply_token
+        ):
+            return False
+        doc = await self._store.get_welcome(envelope.channel_id)
+        if doc is None:
+            return False
+        user_id = event.source.user_id
+        member = await self._store.member(envelope.channel_id, user_id)
+        source = (member or {}).get("attributes", {}).get("source")
+        messages = welcome_for(
+            WelcomeSpec.model_validate(doc["spec"]),
+            unblocked=event.follow.is_unblocked,
+            source=source if isinstance(source, str) else None,
+        )
+        if not messages:
+            return False
+        target = UserTarget(user_id=user_id)
+        request = SendMessages(
+            idempotency_key=f"welcome:{envelope.event_id}",
+            category=SendCategory.TRANSACTIONAL,
+            messages=messages,
+            target=target,
+            reply=ReplyContext(token=event.reply_token, received_at=envelope.produced_at),
+            labels={"source": "welcome", "unblocked": str(event.follow.is_unblocked).lower()},
+        )
+        record = SendRequested(
+            event_id=new_event_id(),
+            channel_id=envelope.channel_id,
+            occurred_at=now,
+            produced_at=now,
+            payload=request,
+        )
+        await self._publish(
+            self._topic_of(topics.SEND_REQUESTS),
+            send_request_key(envelope.channel_id, target).encode(),
+            record.model_dump_json(by_alias=True).encode(),
+        )
+        return True
