@@ -65,21 +65,33 @@ class JourneyCache:
     def __init__(self, store: JourneyStore) -> None:
         self._store = store
         self._by_id: dict[str, tuple[str, JourneySpec]] = {}
+        self._during_refresh: dict[str, tuple[str, JourneySpec] | None] | None = None
 
     async def refresh(self) -> None:
+        # changes this instance makes while the reload reads are kept (the read may predate them)
+        self._during_refresh = {}
         loaded: dict[str, tuple[str, JourneySpec]] = {}
         for doc in await self._store.list_journeys():
             try:
                 loaded[doc["_id"]] = (doc["channel_id"], JourneySpec.model_validate(doc["spec"]))
             except ValidationError:
                 log.exception("stored journey is not valid; ignored", extra={"journey_id": doc["_id"]})
+        for journey_id, value in self._during_refresh.items():
+            if value is None:
+                loaded.pop(journey_id, None)
+            else:
+                loaded[journey_id] = value
         self._by_id = loaded
+        self._during_refresh = None
 
     def put(self, journey_id: str, channel_id: str, spec: JourneySpec | None) -> None:
-        if spec is None:
+        value = None if spec is None else (channel_id, spec)
+        if value is None:
             self._by_id.pop(journey_id, None)
         else:
-            self._by_id[journey_id] = (channel_id, spec)
+            self._by_id[journey_id] = value
+        if self._during_refresh is not None:
+            self._during_refresh[journey_id] = value
 
     def get(self, journey_id: str) -> JourneySpec | None:
         found = self._by_id.get(journey_id)

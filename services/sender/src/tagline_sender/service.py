@@ -95,7 +95,12 @@ class SenderService:
         self.journeys = JourneyRunner(
             self.journey_store, self.journey_cache, self._publish, topic_of=settings.topic, clock=clock
         )
-        self.welcomer = Welcomer(self.journey_store, self._publish, topic_of=settings.topic)
+        self.welcomer = Welcomer(
+            self.journey_store,
+            self._publish,
+            topic_of=settings.topic,
+            reply_ttl=timedelta(seconds=settings.reply_token_ttl_s),
+        )
         if settings.journeys:
             handlers.register_journeys(
                 self.broker, settings, runner=self.journeys, welcomer=self.welcomer, clock=clock

@@ -2,13 +2,14 @@
 
 Each follow becomes one ``transactional`` send request with the event's reply token and the idempotency key
 ``welcome:<webhookEventId>``: a redelivered follow event (LINE redelivery, a replayed batch) is sent once.
-The planner replies while the token is fresh; a stale one falls back to a push (DESIGN.md §1).
+The welcome is free only as a reply: the request expires with the reply token (``reply_ttl``), so the
+sender drops it rather than paying for a push, and follows older than that (a backlog) are not welcomed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tagline_contracts import topics
 from tagline_contracts.envelope import LineEventReceived, new_event_id
@@ -27,7 +28,10 @@ from tagline_sender.journeys import Publish
 
 
 class Welcomer:
-    def __init__(self, store: JourneyStore, publish: Publish, *, topic_of: Callable[[str], str]) -> None:
+    def __init__(
+        self, store: JourneyStore, publish: Publish, *, topic_of: Callable[[str], str], reply_ttl: timedelta
+    ) -> None:
+        self._reply_ttl = reply_ttl
         self._store = store
         self._publish = publish
         self._topic_of = topic_of
@@ -41,6 +45,7 @@ class Welcomer:
             or not event.source.user_id
             or envelope.mode != "active"
             or not event.reply_token
+            or now - envelope.produced_at >= self._reply_ttl
         ):
             return False
         doc = await self._store.get_welcome(envelope.channel_id)
@@ -63,6 +68,7 @@ class Welcomer:
             messages=messages,
             target=target,
             reply=ReplyContext(token=event.reply_token, received_at=envelope.produced_at),
+            expires_at=envelope.produced_at + self._reply_ttl,
             labels={"source": "welcome", "unblocked": str(event.follow.is_unblocked).lower()},
         )
         record = SendRequested(
