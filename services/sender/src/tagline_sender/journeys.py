@@ -294,6 +294,7 @@ class JourneyRunner:
                 "step": str(index),
                 "round": str(doc["round"]),
                 "branch": branch,
+                "user_id": doc["user_id"],  # a deferred result names no recipients
             },
         )
         envelope = SendRequested(
@@ -315,7 +316,8 @@ class JourneyRunner:
         labels = result.labels
         if labels.get("source") != "journey" or "journey_id" not in labels:
             return
-        for user_id in result.user_ids:
+        users = result.user_ids or ([labels["user_id"]] if "user_id" in labels else [])
+        for user_id in users:
             doc = {
                 "journey_id": labels["journey_id"],
                 "user_id": user_id,

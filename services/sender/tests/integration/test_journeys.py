@@ -231,3 +231,51 @@ async def test_late_steps_follow_the_catch_up_rule_and_bad_definitions_are_refus
             f"/channels/{CHANNEL}/journeys", json={"name": "x", "trigger": {"kind": "nope"}, "steps": []}
         )
         assert shape.status_code == 422
+
+
+async def test_restaurant_journey_branches_on_three_age_bands_and_counts_deferred_steps(
+    start_sender: Any, publish: Any, line: Any
+) -> None:
+    clock = Clock()
+    bands: list[tuple[str, dict[str, Any]]] = [
+        ("young", {"max": 29}),
+        ("family", {"min": 30, "max": 49}),
+        ("senior", {"min": 50}),
+    ]
+    spec = {
+        "name": "餐廳回訪",
+        "trigger": {"kind": "friend_added"},
+        "steps": [
+            {
+                "wait": 3,
+                "at": "11:00",
+                "branches": [
+                    {
+                        "name": name,
+                        "when": {"op": "age", **ages},
+                        "messages": [{"type": "text", "text": name}],
+                    }
+                    for name, ages in bands
+                ],
+            }
+        ],
+    }
+    diners = {"D1": "2001-05-01", "D2": "1985-05-01", "D3": "1950-05-01", "D4": None}
+    # the channel may send 2 more messages this month: the third step is deferred, not lost
+    channel = {"monthly_limit": 2, "marketing_headroom_ratio": 0}
+    async with start_sender(channel=channel, clock=clock, **QUIET) as sender:
+        journey = await _create(sender, spec)
+        for user, birth in diners.items():
+            await publish.member(user, attributes={} if birth is None else {"birth_date": birth})
+        await _entered(sender, journey["id"], 4)
+        clock.to(3, 11, 0)
+        assert await sender.service.journeys.run_due() == 4
+
+        async def counted() -> bool:
+            step = (await _stats(sender, journey["id"]))["steps"][0]
+            return bool(step.get("accepted", 0) == 2 and step.get("deferred", 0) == 1)
+
+        await eventually(counted, what="2 accepted and 1 deferred", timeout_s=30)
+        step = (await _stats(sender, journey["id"]))["steps"][0]
+    assert step["sent"] == 3 and step["nothing"] == 1  # D4 has no age: no branch, no everyone-else message
+    assert sum(line.emu.deliveries(CHANNEL).values()) == 2
