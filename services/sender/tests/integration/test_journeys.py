@@ -252,7 +252,7 @@ async def test_restaurant_journey_branches_on_three_age_bands_and_counts_deferre
                 "branches": [
                     {
                         "name": name,
-                        "when": {"op": "age", **ages},
+                        "when": {**ages, "op": "age"},
                         "messages": [{"type": "text", "text": name}],
                     }
                     for name, ages in bands
