@@ -233,6 +233,12 @@ async def test_late_steps_follow_the_catch_up_rule_and_bad_definitions_are_refus
         assert shape.status_code == 422
 
 
+def _age_branch(name: str, ages: dict[str, Any]) -> dict[str, Any]:
+    when: dict[str, Any] = {"op": "age"}
+    when.update(ages)
+    return {"name": name, "when": when, "messages": [{"type": "text", "text": name}]}
+
+
 async def test_restaurant_journey_branches_on_three_age_bands_and_counts_deferred_steps(
     start_sender: Any, publish: Any, line: Any
 ) -> None:
@@ -249,14 +255,7 @@ async def test_restaurant_journey_branches_on_three_age_bands_and_counts_deferre
             {
                 "wait": 3,
                 "at": "11:00",
-                "branches": [
-                    {
-                        "name": name,
-                        "when": {**ages, "op": "age"},
-                        "messages": [{"type": "text", "text": name}],
-                    }
-                    for name, ages in bands
-                ],
+                "branches": [_age_branch(name, ages) for name, ages in bands],
             }
         ],
     }
