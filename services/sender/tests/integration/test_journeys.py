@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tagline_contracts import topics
@@ -278,3 +278,27 @@ async def test_restaurant_journey_branches_on_three_age_bands_and_counts_deferre
         step = (await _stats(sender, journey["id"]))["steps"][0]
     assert step["sent"] == 3 and step["nothing"] == 1  # D4 has no age: no branch, no everyone-else message
     assert sum(line.emu.deliveries(CHANNEL).values()) == 2
+
+
+async def test_entering_a_segment_enrolls_once_and_reentry_follows_the_policy(
+    start_sender: Any, publish: Any, line: Any
+) -> None:
+    clock = Clock()
+    spec = {
+        "name": "VIP 歡迎",
+        "trigger": {"kind": "segment_entered", "segment": {"op": "tags", "any": ["vip"]}},
+        "reentry": "after_completion",
+        "steps": [{"wait": 2, "wait_unit": "hours", "otherwise": COUPON}],
+    }
+    async with start_sender(clock=clock, **QUIET) as sender:
+        journey = await _create(sender, spec)
+        await publish.member("S1", version=1)  # not in the segment yet
+        await publish.member("S1", version=2, tags=["vip"])  # enters: enrolled
+        await publish.member("S1", version=3, tags=["vip", "buyer"])  # still in: nothing new
+        await _entered(sender, journey["id"], 1)
+        clock.now += timedelta(hours=2)
+        assert await sender.service.journeys.run_due() == 1
+        await eventually(lambda: line.emu.deliveries(CHANNEL).get("S1") == 1, what="the step")
+        await publish.member("S1", version=4, tags=["buyer"])  # leaves the segment
+        await publish.member("S1", version=5, tags=["buyer", "vip"])  # enters again after completing
+        await _entered(sender, journey["id"], 2)
