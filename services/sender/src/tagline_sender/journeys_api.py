@@ -36,11 +36,15 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
     cache = service.journey_cache
     limits = service.settings.journey_limits()
 
-    def checked(spec: JourneySpec) -> dict[str, Any]:
+    def checked(channel_id: str, spec: JourneySpec) -> dict[str, Any]:
         errors = limit_errors(spec, limits)
         if errors:
             raise HTTPException(status_code=422, detail=errors)
-        return spec.model_dump(mode="json")
+        body = spec.model_dump(mode="json")
+        channel = service.channels.get(channel_id)
+        if "timezone" not in spec.model_fields_set and channel is not None:
+            body["timezone"] = channel.timezone  # steps are timed in the channel's timezone unless told
+        return body
 
     async def found(journey_id: str) -> dict[str, Any]:
         doc = await store.get_journey(journey_id)
@@ -59,13 +63,13 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
         doc: dict[str, Any] = {
             "_id": str(ULID()),
             "channel_id": channel_id,
-            "spec": checked(spec),
+            "spec": checked(channel_id, spec),
             "version": 1,
             "created_at": now,
             "updated_at": now,
         }
         await store.insert_journey(doc)
-        cache.put(doc["_id"], channel_id, spec)
+        cache.put(doc["_id"], channel_id, JourneySpec.model_validate(doc["spec"]))
         return _view(doc)
 
     @api.get("/channels/{channel_id}/journeys", tags=["journeys"])
@@ -79,7 +83,7 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
     @api.put("/journeys/{journey_id}", tags=["journeys"])
     async def replace_journey(journey_id: str, spec: JourneySpec) -> dict[str, Any]:
         doc = await found(journey_id)
-        body = checked(spec)
+        body = checked(doc["channel_id"], spec)
         return await save(
             {**doc, "spec": body, "version": doc["version"] + 1, "updated_at": datetime.now(UTC)}
         )
