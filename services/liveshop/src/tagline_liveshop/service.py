@@ -5,10 +5,9 @@ Tests start several in one process (each with its own broker, producer and Mongo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from tagline_liveshop.writer import SessionWriter
 from tagline_platform.deadletters import DeadLetters
 from tagline_platform.kafka import Outgoing, create_broker, create_producer, ensure_topics, publish_all
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.tasks import cancel_all, every
 
 log = logging.getLogger("tagline.liveshop")
 
@@ -143,30 +143,18 @@ class LiveshopService:
         await self.refresh_live()
         await self.broker.start()
         self._tasks.append(
-            asyncio.create_task(self._every(settings.live_refresh_s, self.refresh_live), name="live")
+            asyncio.create_task(every(settings.live_refresh_s, self.refresh_live), name="live")
         )
         if settings.jobs:
             self._tasks += [
-                asyncio.create_task(self._every(settings.expiry_interval_s, self.expire_due), name="expiry"),
+                asyncio.create_task(every(settings.expiry_interval_s, self.expire_due), name="expiry"),
                 asyncio.create_task(self.granter.run_forever(settings.points_interval_s), name="points"),
             ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         await self.broker.stop()
         if self._producer is not None:
             await self._producer.stop()
         await self.gateway.close()
         await self.mongo.close()
-
-    async def _every(self, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("background job failed; it runs again next time", extra={"job": job.__name__})
-            await asyncio.sleep(interval_s)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_platform.kafka import create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.tasks import cancel_all, every
 from tagline_sender import handlers
 from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.adapters.line import SdkLineGateway
@@ -127,31 +127,19 @@ class SenderService:
         if self.settings.journeys:
             self._tasks += [
                 asyncio.create_task(
-                    self._every(self.settings.journey_refresh_s, self.journey_cache.refresh),
+                    every(self.settings.journey_refresh_s, self.journey_cache.refresh),
                     name="journey-defs",
                 ),
                 asyncio.create_task(
-                    self._every(self.settings.journey_poll_s, self.journeys.run_due), name="journey-steps"
+                    every(self.settings.journey_poll_s, self.journeys.run_due), name="journey-steps"
                 ),
             ]
-
-    async def _every(self, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("background job failed; it runs again next time", extra={"job": job.__name__})
-            await asyncio.sleep(interval_s)
 
     async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
         await self.broker.publish(value, topic=topic, key=key)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         if self._refresher:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

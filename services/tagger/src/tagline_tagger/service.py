@@ -4,12 +4,10 @@ together. Tests start several in one process (each with its own broker, producer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -23,6 +21,7 @@ from tagline_platform.deadletters import DeadLetters, reason
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.kafka import Outgoing, create_broker, create_producer, ensure_topics, publish_all
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.tasks import cancel_all, every
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.jobs import (
     ModelCache,
@@ -176,24 +175,16 @@ class TaggerService:
         await self.rules.refresh()
         await self.models.refresh()
         await self.broker.start()
-        self._tasks = [
-            asyncio.create_task(self._every(settings.rules_refresh_s, self.rules.refresh), name="rules")
-        ]
+        self._tasks = [asyncio.create_task(every(settings.rules_refresh_s, self.rules.refresh), name="rules")]
         if settings.jobs:
             self._tasks += [
-                asyncio.create_task(self._every(settings.sweep_interval_s, self.sweep), name="sweep"),
-                asyncio.create_task(
-                    self._every(settings.coverage_refresh_s, self.refresh_coverage), name="cov"
-                ),
-                asyncio.create_task(self._every(settings.rfm_interval_s, self.scheduled_rfm), name="rfm"),
+                asyncio.create_task(every(settings.sweep_interval_s, self.sweep), name="sweep"),
+                asyncio.create_task(every(settings.coverage_refresh_s, self.refresh_coverage), name="cov"),
+                asyncio.create_task(every(settings.rfm_interval_s, self.scheduled_rfm), name="rfm"),
             ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         await self.broker.stop()
         if self._producer is not None:
             await self._producer.stop()
@@ -209,14 +200,6 @@ class TaggerService:
             raise ConfigurationError(
                 f"the member topics must have the same number of partitions (co-partitioned), got {counts}"
             )
-
-    async def _every(self, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("background job failed; it runs again next time", extra={"job": job.__name__})
-            await asyncio.sleep(interval_s)
 
     # ---- jobs ------------------------------------------------------------------------------------------
     async def sweep(self) -> int:
