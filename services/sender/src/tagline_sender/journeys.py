@@ -38,6 +38,7 @@ from tagline_contracts.sending import (
     UserTarget,
     send_request_key,
 )
+from tagline_platform.kafka import Outgoing
 from tagline_sender.adapters.journeys import Doc, JourneyStore, enrollment_id
 from tagline_sender.domain.journeys import (
     EnrollmentState,
@@ -55,8 +56,7 @@ from tagline_sender.domain.journeys import (
 log = logging.getLogger("tagline.sender.journeys")
 
 BLOCK_WINDOW = timedelta(hours=48)
-Publish = Callable[[str, bytes, bytes], Awaitable[None]]
-"""(topic, key, value)."""
+Publish = Callable[[Outgoing], Awaitable[None]]
 
 
 class JourneyCache:
@@ -305,9 +305,9 @@ class JourneyRunner:
             payload=request,
         )
         await self._publish(
-            self._topic_of(topics.SEND_REQUESTS),
-            send_request_key(doc["channel_id"], target).encode(),
-            envelope.model_dump_json(by_alias=True).encode(),
+            Outgoing.of(
+                self._topic_of(topics.SEND_REQUESTS), send_request_key(doc["channel_id"], target), envelope
+            )
         )
 
     # ---- stats -----------------------------------------------------------------------------------------

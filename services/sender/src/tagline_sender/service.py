@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
-from tagline_platform.kafka import create_broker, ensure_topics
+from tagline_platform.kafka import Outgoing, create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
 from tagline_platform.tasks import cancel_all, every
 from tagline_sender import handlers
@@ -135,8 +135,8 @@ class SenderService:
                 ),
             ]
 
-    async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
-        await self.broker.publish(value, topic=topic, key=key)
+    async def _publish(self, message: Outgoing) -> None:
+        await self.broker.publish(message.value, topic=message.topic, key=message.key)
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)

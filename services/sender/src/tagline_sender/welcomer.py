@@ -22,6 +22,7 @@ from tagline_contracts.sending import (
     send_request_key,
 )
 from tagline_contracts.webhook import FollowEvent, UserSource
+from tagline_platform.kafka import Outgoing
 from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.domain.welcome import WelcomeSpec, welcome_for
 from tagline_sender.journeys import Publish
@@ -79,8 +80,8 @@ class Welcomer:
             payload=request,
         )
         await self._publish(
-            self._topic_of(topics.SEND_REQUESTS),
-            send_request_key(envelope.channel_id, target).encode(),
-            record.model_dump_json(by_alias=True).encode(),
+            Outgoing.of(
+                self._topic_of(topics.SEND_REQUESTS), send_request_key(envelope.channel_id, target), record
+            )
         )
         return True
