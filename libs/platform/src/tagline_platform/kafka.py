@@ -136,3 +136,9 @@ async def publish_all(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) 
     for outcome in await asyncio.gather(*sends, return_exceptions=True):
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def batch_records(message: Any) -> tuple[Any, ...]:
+    """The aiokafka records of a FastStream batch message (a one-record batch arrives unwrapped)."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)

@@ -1,4 +1,4 @@
-"""Background jobs of a service: run a coroutine every N seconds, and stop the lot together."""
+"""Background jobs of a service: run a coroutine every N seconds, stop the lot together; the clock."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("tagline.tasks")
+
+
+def utc_now() -> datetime:
+    """The real clock; services take a ``clock`` so tests can move time."""
+    return datetime.now(UTC)
 
 
 async def every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:

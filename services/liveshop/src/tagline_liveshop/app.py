@@ -11,8 +11,9 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from tagline_liveshop.api import register_routes
-from tagline_liveshop.service import LiveshopService, utc_now
+from tagline_liveshop.service import LiveshopService
 from tagline_liveshop.settings import LiveshopSettings
+from tagline_platform.tasks import utc_now
 
 
 def create_app(settings: LiveshopSettings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:

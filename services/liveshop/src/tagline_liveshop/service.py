@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -25,17 +25,20 @@ from tagline_liveshop.points import Granter, PointsGateway
 from tagline_liveshop.settings import LiveshopSettings
 from tagline_liveshop.writer import SessionWriter
 from tagline_platform.deadletters import DeadLetters
-from tagline_platform.kafka import Outgoing, create_broker, create_producer, ensure_topics, publish_all
+from tagline_platform.kafka import (
+    Outgoing,
+    batch_records,
+    create_broker,
+    create_producer,
+    ensure_topics,
+    publish_all,
+)
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every
+from tagline_platform.tasks import cancel_all, every, utc_now
 
 log = logging.getLogger("tagline.liveshop")
 
 INFRA_RETRY_DELAY_S = 1.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class LiveshopService:
@@ -87,8 +90,7 @@ class LiveshopService:
             max_poll_interval_ms=600_000,
         )
         async def on_inputs(message: KafkaMessage) -> None:
-            raw = message.raw_message
-            records = raw if isinstance(raw, tuple) else (raw,)
+            records = batch_records(message)
             started = time.perf_counter()
             try:
                 await pipeline.handle(records)

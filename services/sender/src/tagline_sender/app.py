@@ -8,8 +8,8 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from tagline_platform.tasks import utc_now
 from tagline_sender.api import register_routes
-from tagline_sender.dispatcher import utc_now
 from tagline_sender.journeys_api import register_journey_routes
 from tagline_sender.ports import LineGateway
 from tagline_sender.service import SenderService

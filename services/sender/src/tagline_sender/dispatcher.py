@@ -23,13 +23,14 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
 from tagline_platform.errors import InfrastructureUnavailable
+from tagline_platform.tasks import utc_now
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import (
     Answer,
@@ -50,10 +51,6 @@ log = logging.getLogger("tagline.sender.dispatcher")
 
 Clock = Callable[[], datetime]
 ResultPublisher = Callable[[str, str, SendResult], Awaitable[None]]  # (channel, event_id, result)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tagline_contracts.envelope import LineEventReceived
 from tagline_contracts.members import MemberChanged, MemberChangedEvent
 from tagline_contracts.sending import SendRequested, SendResulted
 from tagline_platform.deadletters import DeadLetters, reason
+from tagline_platform.kafka import batch_records
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.domain.planning import InvalidRequest
 from tagline_sender.journeys import JourneyRunner
@@ -100,7 +101,7 @@ def register(
         batch_timeout_ms=100,
     )
     async def on_member_changes(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        records = batch_records(message)
         by_channel: dict[str, list[MemberChanged]] = {}
         for record in records:
             try:
@@ -145,7 +146,7 @@ def register_journeys(
         batch_timeout_ms=50,
     )
     async def on_member_changes_for_journeys(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        records = batch_records(message)
         try:
             for record in records:
                 try:
@@ -169,7 +170,7 @@ def register_journeys(
         batch_timeout_ms=50,
     )
     async def on_results_for_journeys(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        records = batch_records(message)
         try:
             for record in records:
                 try:
@@ -192,7 +193,7 @@ def register_journeys(
         batch_timeout_ms=20,
     )
     async def on_line_events_for_welcome(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        records = batch_records(message)
         try:
             for record in records:
                 if record.value is None or b'"follow"' not in record.value:

@@ -16,12 +16,12 @@ from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_platform.kafka import Outgoing, create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every
+from tagline_platform.tasks import cancel_all, every, utc_now
 from tagline_sender import handlers
 from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.adapters.line import SdkLineGateway
 from tagline_sender.adapters.mongo import SenderStore
-from tagline_sender.dispatcher import DispatchConfig, Dispatcher, RateLimiter, utc_now
+from tagline_sender.dispatcher import DispatchConfig, Dispatcher, RateLimiter
 from tagline_sender.journeys import JourneyCache, JourneyRunner
 from tagline_sender.metrics import SenderMetrics
 from tagline_sender.planner import Planner

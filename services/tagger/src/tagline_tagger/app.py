@@ -8,8 +8,9 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from tagline_platform.tasks import utc_now
 from tagline_tagger.api import register_routes
-from tagline_tagger.service import TaggerService, utc_now
+from tagline_tagger.service import TaggerService
 from tagline_tagger.settings import TaggerSettings
 
 

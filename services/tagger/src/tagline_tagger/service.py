@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -19,9 +19,16 @@ from tagline_contracts import topics
 from tagline_contracts.sending import SendResulted
 from tagline_platform.deadletters import DeadLetters, reason
 from tagline_platform.errors import ConfigurationError
-from tagline_platform.kafka import Outgoing, create_broker, create_producer, ensure_topics, publish_all
+from tagline_platform.kafka import (
+    Outgoing,
+    batch_records,
+    create_broker,
+    create_producer,
+    ensure_topics,
+    publish_all,
+)
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every
+from tagline_platform.tasks import cancel_all, every, utc_now
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.jobs import (
     ModelCache,
@@ -39,10 +46,6 @@ from tagline_tagger.settings import TaggerSettings
 log = logging.getLogger("tagline.tagger")
 
 INFRA_RETRY_DELAY_S = 1.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -109,8 +112,7 @@ class TaggerService:
             max_poll_interval_ms=600_000,
         )
         async def on_member_inputs(message: KafkaMessage) -> None:
-            raw = message.raw_message
-            records = raw if isinstance(raw, tuple) else (raw,)
+            records = batch_records(message)
             started = time.perf_counter()
             try:
                 await pipeline.handle(records)
@@ -130,8 +132,7 @@ class TaggerService:
             batch_timeout_ms=100,
         )
         async def on_send_results(message: KafkaMessage) -> None:
-            raw = message.raw_message
-            records = raw if isinstance(raw, tuple) else (raw,)
+            records = batch_records(message)
             outgoing: list[Outgoing] = []
             rules = self.rules.current()
             for record in records:
