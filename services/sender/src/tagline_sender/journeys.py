@@ -115,6 +115,19 @@ def snapshot_of(doc: Doc | None, user_id: str) -> MemberSnapshot:
     )
 
 
+def member_at_step(projected: Doc | None, enrollment: Doc) -> MemberSnapshot:
+    """The member a step is chosen for: the projection, unless it is older than the enrolling change.
+
+    The ``members`` projection and enrollment consume ``member.changes.v1`` in different consumer groups, so
+    a step can come due before the projection has seen the change that enrolled the member (a fresh
+    instance, a lagging group); the snapshot kept on the enrollment is then the newer truth.
+    """
+    kept = enrollment.get("member_json")
+    if kept and (projected is None or int(projected.get("version", 0)) < int(enrollment["member_version"])):
+        return MemberSnapshot.model_validate_json(kept)
+    return snapshot_of(projected, enrollment["user_id"])
+
+
 def step_key(journey_id: str, user_id: str, round_: int, step: int) -> str:
     return f"journey:{journey_id}:{user_id}:{round_}:{step}"
 
@@ -202,6 +215,10 @@ class JourneyRunner:
                     "enrolled_at": now,
                     "next_due_at": due_at(spec, spec.steps[0], now),
                     "in_segment": in_segment,
+                    # the member as the enrolling change saw them: the runner's fallback while the
+                    # ``members`` projection (another consumer group) has not caught up with this change
+                    "member_version": change.version,
+                    "member_json": change.snapshot.model_dump_json(),
                 }
                 await self._store.put_enrollment(enrolled)
                 await self._event(enrolled, 0, "entered", now)
@@ -255,7 +272,7 @@ class JourneyRunner:
             )
             return
         due = doc["next_due_at"]
-        member = snapshot_of(await self._store.member(doc["channel_id"], doc["user_id"]), doc["user_id"])
+        member = member_at_step(await self._store.member(doc["channel_id"], doc["user_id"]), doc)
         if member.follow_state is FollowState.BLOCKED:
             await self._store.put_enrollment(
                 {**doc, "state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
