@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from tagline_platform.logging import configure_logging
+from tagline_platform.tasks import offset_clock, utc_now
 from tagline_sender.app import create_app
 from tagline_sender.settings import SenderSettings
 
@@ -13,7 +14,10 @@ def main() -> None:
     settings = SenderSettings()
     configure_logging("sender", settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(
+            settings,
+            clock=offset_clock(settings.clock_offset_file) if settings.clock_offset_file else utc_now,
+        ),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -89,6 +89,10 @@ class SenderSettings(ServiceSettings):
     journey_refresh_s: float = Field(
         default=2.0, gt=0, description="How often journey definitions are reloaded."
     )
+    clock_offset_file: Path | None = Field(
+        default=None,
+        description="Tests and demos only: seconds to add to the clock, read from this file on every use.",
+    )
     journey_max_steps: int = Field(default=10, ge=1)
     journey_max_wait_days: int = Field(default=30, ge=1)
     journey_min_wait_hours: int = Field(

@@ -65,7 +65,7 @@ def _bad_request(exc: Exception) -> HTTPException:
     return HTTPException(status_code=422, detail=str(exc))
 
 
-def create_control_app(emulator: Emulator) -> FastAPI:
+def create_control_app(emulator: Emulator) -> FastAPI:  # noqa: PLR0915 - one short route per emulator feature
     app = FastAPI(
         title="LINE emulator control API",
         docs_url="/_emulator/docs",
@@ -196,6 +196,15 @@ def create_control_app(emulator: Emulator) -> FastAPI:
             "duplicates": [
                 {"userId": user, "fingerprint": fp, "count": n} for (user, fp), n in sorted(found.items())
             ]
+        }
+
+    @app.get(prefix + "/channels/{channel}/received/{user_id}")
+    async def received(channel: str, user_id: str) -> dict[str, Any]:
+        """What one recipient was delivered: each distinct message list (its texts) and how many times."""
+        found = emu.received(channel, user_id)
+        return {
+            "userId": user_id,
+            "received": [{"messages": m, "count": n} for m, n in sorted(found.items())],
         }
 
     @app.get(prefix + "/channels/{channel}/blocked-attempts")

@@ -27,7 +27,7 @@ from tagline_line_emulator.faults import Fault, FaultBook
 from tagline_line_emulator.limits import SlidingWindowLimiter
 from tagline_line_emulator.points import GrantRequest, IdempotencyConflict, PointsLedger
 from tagline_line_emulator.quota import Quota
-from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint
+from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint, summary
 from tagline_line_emulator.reply_tokens import ReplyTokenBook
 from tagline_line_emulator.retry_keys import RETRY_KEY_TTL_S, AcceptedKey, RetryKeyTable, is_valid_retry_key
 from tagline_line_emulator.spec import BodyValidator
@@ -256,6 +256,10 @@ class Emulator:
         """``(user_id, messages fingerprint) -> count`` for the same messages delivered more than once."""
         return self._recorder.duplicates(channel)
 
+    def received(self, channel: str, user_id: str) -> dict[str, int]:
+        """What ``user_id`` received: a summary of each distinct message list (texts) -> times delivered."""
+        return self._recorder.received(channel, user_id)
+
     def blocked_attempts(self, channel: str) -> dict[str, int]:
         return self._recorder.blocked_attempts(channel)
 
@@ -459,7 +463,7 @@ class Emulator:
             if not state.quota.allows(len(delivered)):
                 raise _Rejected(429, MONTHLY_LIMIT)
             state.quota.consume(len(delivered))
-        self._recorder.deliver(record.channel, delivered, fingerprint(messages))
+        self._recorder.deliver(record.channel, delivered, fingerprint(messages), summary(messages))
         if refused:
             self._recorder.blocked_attempt(record.channel, refused)
         record.recipients = delivered

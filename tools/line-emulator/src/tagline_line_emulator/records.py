@@ -21,6 +21,16 @@ def fingerprint(messages: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def summary(messages: Any) -> str:
+    """A readable line for a request's ``messages``: each text (or ``<type>``), joined with `` | ``."""
+    parts: list[str] = []
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict):
+            text = message.get("text")
+            parts.append(text if isinstance(text, str) else f"<{message.get('type')}>")
+    return " | ".join(parts)
+
+
 @dataclass(slots=True)
 class ReceivedRequest:
     """One request as the emulator saw it. ``status`` None: no HTTP answer (dropped, or still pending)."""
@@ -78,6 +88,7 @@ class Recorder:
         self._channels: dict[str, _ChannelLog] = {}
         self._fingerprint_ids: dict[str, int] = {}
         self._fingerprints: list[str] = []
+        self._summaries: list[str] = []  # per fingerprint id: what the messages say (see ``summary``)
 
     def add(self, request: ReceivedRequest) -> None:
         self.requests.append(request)
@@ -91,12 +102,15 @@ class Recorder:
             log = self._channels[channel] = _ChannelLog()
         return log
 
-    def deliver(self, channel: str, user_ids: tuple[str, ...], messages_fingerprint: str) -> None:
+    def deliver(
+        self, channel: str, user_ids: tuple[str, ...], messages_fingerprint: str, summary_text: str = ""
+    ) -> None:
         log = self._log(channel)
         fp_id = self._fingerprint_ids.get(messages_fingerprint)
         if fp_id is None:
             fp_id = self._fingerprint_ids[messages_fingerprint] = len(self._fingerprints)
             self._fingerprints.append(messages_fingerprint)
+            self._summaries.append(summary_text)
         per_fp = log.by_fingerprint.get(fp_id)
         if per_fp is None:
             per_fp = log.by_fingerprint[fp_id] = {}
@@ -131,6 +145,17 @@ class Recorder:
             for user, n in counts.items():
                 if n > 1:
                     out[(user, fp)] = n
+        return out
+
+    def received(self, channel: str, user_id: str) -> dict[str, int]:
+        """``summary of the messages -> deliveries`` for one recipient (what they saw, and how often)."""
+        log = self._channels.get(channel)
+        out: dict[str, int] = {}
+        for fp_id, counts in log.by_fingerprint.items() if log else ():
+            n = counts.get(user_id)
+            if n:
+                text = self._summaries[fp_id]
+                out[text] = out.get(text, 0) + n
         return out
 
     def blocked_attempts(self, channel: str) -> dict[str, int]:
@@ -174,3 +199,4 @@ class Recorder:
         self._channels.clear()
         self._fingerprint_ids.clear()
         self._fingerprints.clear()
+        self._summaries.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint
+from tagline_line_emulator.records import ReceivedRequest, Recorder, fingerprint, summary
 
 
 def request(
@@ -76,3 +76,15 @@ def test_a_million_recipients_stay_fast() -> None:
     assert len(found) == 10
     assert len(recorder.deliveries("c")) == 1_000_000
     assert elapsed < 5.0, elapsed
+
+
+def test_received_says_what_each_recipient_saw_and_how_often() -> None:
+    recorder = Recorder()
+    welcome = [{"type": "text", "text": "歡迎"}]
+    offer = [{"type": "text", "text": "8 折"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}]
+    recorder.deliver("C", ("U1", "U2"), fingerprint(welcome), summary(welcome))
+    recorder.deliver("C", ("U1",), fingerprint(offer), summary(offer))
+    recorder.deliver("C", ("U1",), fingerprint(offer), summary(offer))
+    assert recorder.received("C", "U1") == {"歡迎": 1, "8 折 | <sticker>": 2}
+    assert recorder.received("C", "U2") == {"歡迎": 1}
+    assert recorder.received("C", "U3") == {} and recorder.received("other", "U1") == {}

@@ -1,0 +1,37 @@
+"""The whole system as users run it: every service as its own process (tagline_testing.stack)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tagline_platform.mongo import create_mongo_client
+from tagline_testing.stack import SERVICES, Stack, StackConfig
+
+
+@pytest.fixture
+async def stack(
+    kafka_bootstrap: str, mongodb_url: str, namespace: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """Emulator, ingest, tagger, sender and liveshop, started and ready; stopped (SIGTERM) afterwards."""
+    running = Stack(
+        StackConfig(
+            kafka_bootstrap=kafka_bootstrap, mongodb_url=mongodb_url, namespace=namespace, workdir=tmp_path
+        )
+    )
+    try:
+        await running.start()
+        yield running
+    finally:
+        codes = {name: running.terminate(name) for name in reversed(SERVICES)}
+        client: Any = create_mongo_client(mongodb_url, app_name="tagline-e2e")
+        try:
+            for service in ("tagger", "sender", "liveshop"):
+                await client.drop_database(running.database(service))
+        finally:
+            await client.close()
+    # graceful shutdown is part of the contract: every service exits 0 on SIGTERM
+    assert codes == dict.fromkeys(reversed(SERVICES), 0), (codes, running.errors_in_logs())
