@@ -125,9 +125,12 @@ _UNKNOWN = "__unknown__"
 
 
 class _LineObject(LineModel):
-    """A LINE object with known fields: types checked strictly, so a dump reproduces LINE's JSON."""
+    """A LINE object with known fields: types checked strictly, so a dump reproduces LINE's JSON.
 
-    model_config = ConfigDict(strict=True)
+    Numbers must be finite: ``NaN``, ``Infinity`` (or ``1e999``) are not JSON and would be dumped as ``null``.
+    """
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class _RawObject(LineModel):

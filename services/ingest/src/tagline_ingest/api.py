@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
 
 from tagline_contracts import signature
-from tagline_ingest.domain.errors import BadWebhook
+from tagline_ingest.domain.errors import BadWebhook, EventTooLarge
 from tagline_ingest.domain.normalize import normalize, parse_body
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.ports import EventPublisher
@@ -45,9 +45,20 @@ class BodyTooLarge(Exception):
     pass
 
 
+def _declares_more_than(declared_length: str | None, limit: int) -> bool:
+    """Whether a ``content-length`` of ASCII digits says more than ``limit`` (anything else: read and count).
+
+    ``"²".isdigit()`` yet ``int("²")`` fails, and ``int()`` refuses more than 4,300 digits: both were 500s.
+    """
+    if declared_length is None or not (declared_length.isascii() and declared_length.isdigit()):
+        return False
+    digits = declared_length.lstrip("0")
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
+
+
 async def read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
     """The request body, refusing to buffer more than ``limit`` bytes."""
-    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+    if _declares_more_than(declared_length, limit):
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -116,7 +127,7 @@ class WebhookEndpoint:
         finally:
             self._in_flight -= 1
 
-    async def _handle(
+    async def _handle(  # noqa: PLR0911 - one return per answer
         self,
         channel_id: str,
         secret: bytes,
@@ -141,6 +152,8 @@ class WebhookEndpoint:
             try:
                 async with asyncio.timeout(self._publish_timeout_s):
                     await self._publisher.publish(records)
+            except EventTooLarge as exc:
+                return self._reject(413, "event_too_large", exc.reason, channel_id)
             except Exception as exc:  # timeout, broker gone, not connected: never a false 200
                 log.error(  # noqa: TRY400 - the reason is enough, a traceback adds nothing
                     "kafka did not acknowledge; answering 503 so LINE redelivers",
@@ -206,7 +219,7 @@ def build_app(
             400: {"description": "Not JSON, or not a LINE webhook (the reason is in `detail`)"},
             401: {"description": "Missing or wrong x-line-signature"},
             404: {"description": "Unknown channel"},
-            413: {"description": "Body over the size limit"},
+            413: {"description": "Body over the size limit, or an event too large for one Kafka record"},
             503: {"description": "Kafka did not acknowledge in time, or overloaded; LINE will redeliver"},
         },
     )

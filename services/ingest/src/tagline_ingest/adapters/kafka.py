@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from tagline_ingest.domain.errors import EventTooLarge
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.kafka import ensure_topics
@@ -26,6 +27,11 @@ from tagline_platform.kafka import ensure_topics
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = ("content-type", b"application/json")
+
+MAX_REQUEST_BYTES = 1_048_576
+"""aiokafka's ``max_request_size`` (and, less 12 bytes, the broker's default ``message.max.bytes``)."""
+RECORD_OVERHEAD_BYTES = 256
+"""More than a record batch adds to key, value and the event type header: header, varints, header names."""
 
 
 class KafkaEventPublisher:
@@ -94,6 +100,14 @@ class KafkaEventPublisher:
         producer = self._producer
         if producer is None:
             raise InfrastructureUnavailable("not connected to Kafka")
+        # Checked before anything is handed over: the producer refuses such a record only when it gets to
+        # it, after the request's earlier records went out (and every redelivery would fail the same way).
+        for index, r in enumerate(records):
+            size = len(r.key) + len(r.value) + len(r.event_type) + RECORD_OVERHEAD_BYTES
+            if size > MAX_REQUEST_BYTES:
+                raise EventTooLarge(
+                    f"event {index} makes a Kafka record of about {size} bytes, over {MAX_REQUEST_BYTES}"
+                )
         send = producer.send
         topic = self._topic
         pending = [

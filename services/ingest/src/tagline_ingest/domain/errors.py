@@ -15,3 +15,11 @@ class BadWebhook(IngestError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EventTooLarge(IngestError):
+    """An event of the request would make a Kafka record over the size limit; nothing of it was published."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

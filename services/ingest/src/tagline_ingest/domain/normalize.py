@@ -55,20 +55,29 @@ def _event_id(channel_id: str, event: WebhookEvent, payload: bytes) -> str:
     return "x" + hashlib.sha256(channel_id.encode() + b"\0" + payload).hexdigest()[:32]
 
 
-def _iso_ms(timestamp_ms: int | None, default: datetime) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms is not None else default
-    return moment.isoformat(timespec="milliseconds")
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last time ``occurred_at`` (a datetime) can hold."""
+
+
+def _iso_ms(timestamp_ms: int | None, default: datetime, index: int) -> str:
+    if timestamp_ms is None:
+        return default.isoformat(timespec="milliseconds")
+    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:  # a datetime cannot hold it (would be a 500)
+        raise BadWebhook(f"not a LINE webhook: events.{index}.timestamp: not a time in ms from 1970 to 9999")
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def normalize(channel_id: str, request: CallbackRequest, produced_at: datetime) -> list[OutgoingRecord]:
     """The records for every event of ``request``, in the order LINE sent them.
+
+    Raises :class:`BadWebhook` for an event whose ``timestamp`` is not a time (before 1970 or after 9999).
 
     The envelope is serialized straight to JSON bytes (this is the hot path); a unit test checks that the
     bytes validate as ``LineEventReceived`` and carry the same payload as the contract's own serialization.
     """
     produced = produced_at.isoformat(timespec="milliseconds")
     records: list[OutgoingRecord] = []
-    for event in request.events:
+    for index, event in enumerate(request.events):
         payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
         event_id = _event_id(channel_id, event, payload)
         source_id = event.source_id
@@ -76,7 +85,7 @@ def normalize(channel_id: str, request: CallbackRequest, produced_at: datetime) 
         header = {
             "event_id": event_id,
             "channel_id": channel_id,
-            "occurred_at": _iso_ms(event.timestamp, produced_at),
+            "occurred_at": _iso_ms(event.timestamp, produced_at, index),
             "produced_at": produced,
             "schema": LINE_EVENT_SCHEMA,
             "destination": request.destination,
