@@ -7,11 +7,13 @@ import uvicorn
 from tagline_ingest.app import create_app
 from tagline_ingest.settings import IngestSettings
 from tagline_platform.logging import configure_logging
+from tagline_platform.shutdown import exit_zero_on_sigterm
 
 
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    exit_zero_on_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -36,7 +36,8 @@ def create_app(settings: IngestSettings) -> IngestApp:
         try:
             yield
         finally:
-            await publisher.stop()
+            await publisher.stop()  # waits until Kafka acknowledged what is in flight
+            log.info("stopped cleanly")
 
     secrets = settings.load_channel_secrets()
     if not secrets:

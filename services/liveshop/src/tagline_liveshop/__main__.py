@@ -7,11 +7,13 @@ import uvicorn
 from tagline_liveshop.app import create_app
 from tagline_liveshop.settings import LiveshopSettings
 from tagline_platform.logging import configure_logging
+from tagline_platform.shutdown import exit_zero_on_sigterm
 
 
 def main() -> None:
     settings = LiveshopSettings()
     configure_logging("liveshop", settings.log_level)
+    exit_zero_on_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -24,6 +24,7 @@ from tagline_liveshop.pipeline import CONSUMED, LiveIndex, Pipeline
 from tagline_liveshop.points import Granter, PointsGateway
 from tagline_liveshop.settings import LiveshopSettings
 from tagline_liveshop.writer import SessionWriter
+from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.deadletters import DeadLetters
 from tagline_platform.kafka import (
     Outgoing,
@@ -52,7 +53,9 @@ class LiveshopService:
         )
         self.broker = create_broker(settings, client_id="tagline-liveshop")
         self._producer: AIOKafkaProducer | None = None  # created in start(): aiokafka needs the running loop
-        self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id)
+        self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
+        self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
+        self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id, metrics=self.consumers)
         self.writer = SessionWriter(
             self.store, self.publish_all, topic_of=settings.topic, clock=clock, cache_size=settings.cache_size
         )
@@ -75,6 +78,7 @@ class LiveshopService:
         settings = self.settings
         pipeline = self.pipeline
         metrics = self.metrics
+        inputs = self.consumers.group(settings.group_id, [settings.topic(name) for name in CONSUMED])
 
         @self.broker.subscriber(
             *(settings.topic(name) for name in CONSUMED),
@@ -92,12 +96,13 @@ class LiveshopService:
         async def on_inputs(message: KafkaMessage) -> None:
             records = batch_records(message)
             started = time.perf_counter()
-            try:
-                await pipeline.handle(records)
-            except Exception:
-                log.exception("liveshop batch not applied; it will be consumed again")
-                await asyncio.sleep(INFRA_RETRY_DELAY_S)
-                raise
+            with inputs.batch(records):
+                try:
+                    await pipeline.handle(records)
+                except Exception:
+                    log.exception("liveshop batch not applied; it will be consumed again")
+                    await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                    raise
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.records.inc(len(records))
 
@@ -144,9 +149,10 @@ class LiveshopService:
         await self.store.ensure_indexes()
         await self.refresh_live()
         await self.broker.start()
-        self._tasks.append(
-            asyncio.create_task(every(settings.live_refresh_s, self.refresh_live), name="live")
-        )
+        self._tasks += [
+            asyncio.create_task(every(settings.live_refresh_s, self.refresh_live), name="live"),
+            asyncio.create_task(every(settings.consumer_lag_interval_s, self.lag.refresh), name="lag"),
+        ]
         if settings.jobs:
             self._tasks += [
                 asyncio.create_task(every(settings.expiry_interval_s, self.expire_due), name="expiry"),
@@ -154,9 +160,12 @@ class LiveshopService:
             ]
 
     async def stop(self) -> None:
+        """Stop the jobs, let the batch in hand finish and commit, then close every client."""
         await cancel_all(self._tasks)
-        await self.broker.stop()
+        await self.lag.close()
+        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
         if self._producer is not None:
             await self._producer.stop()
         await self.gateway.close()
         await self.mongo.close()
+        log.info("stopped cleanly")

@@ -40,3 +40,6 @@ class LiveshopSettings(ServiceSettings):
         default=10.0, gt=0, description="A session lock older than this is taken over (its holder died)."
     )
     jobs: bool = Field(default=True, description="Run the expiry and POINTS jobs here.")
+    consumer_lag_interval_s: float = Field(
+        default=15.0, gt=0, description="How often the consumer lag on /metrics is measured."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from tagline_platform.logging import configure_logging
+from tagline_platform.shutdown import exit_zero_on_sigterm
 from tagline_platform.tasks import offset_clock, utc_now
 from tagline_sender.app import create_app
 from tagline_sender.settings import SenderSettings
@@ -13,6 +14,7 @@ from tagline_sender.settings import SenderSettings
 def main() -> None:
     settings = SenderSettings()
     configure_logging("sender", settings.log_level)
+    exit_zero_on_sigterm()
     uvicorn.run(
         create_app(
             settings,

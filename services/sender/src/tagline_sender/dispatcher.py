@@ -126,7 +126,8 @@ class Dispatcher:
         self._queued: set[str] = set()
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._poller_task: asyncio.Task[None] | None = None
         self._sends: dict[str, Doc] = {}
         self._blocked: dict[str, tuple[float, set[str]]] = {}
         self._busy = 0
@@ -134,6 +135,7 @@ class Dispatcher:
             set()
         )  # claimed or being claimed here: the poller must not queue them again
         self._blocked_locks: dict[str, asyncio.Lock] = {}
+        self._stopping = False
 
     # ---- ownership ----------------------------------------------------------------------------------
     def set_partitions(self, owned: set[int], total: int) -> None:
@@ -159,8 +161,9 @@ class Dispatcher:
         heapq.heappush(self._heap, (priority, due.timestamp(), next(self._seq), delivery_id))
         self._wakeup.set()
 
-    async def _next(self) -> str:
-        while True:
+    async def _next(self) -> str | None:
+        """The next due delivery; ``None`` once :meth:`stop` was called."""
+        while not self._stopping:
             now = self._clock().timestamp()
             for index, (_, due, _, _) in enumerate(self._heap):
                 if due <= now:
@@ -172,24 +175,40 @@ class Dispatcher:
             soonest = min((due for _, due, _, _ in self._heap), default=now + self._config.poll_interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.01, min(1.0, soonest - now)))
+        return None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks = [
+        self._stopping = False
+        self._workers = [
             asyncio.create_task(self._worker(), name=f"sender-worker-{i}")
             for i in range(self._config.concurrency)
         ]
-        self._tasks.append(asyncio.create_task(self._poller(), name="sender-poller"))
+        self._poller_task = asyncio.create_task(self._poller(), name="sender-poller")
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Take no more deliveries; let attempts in progress finish for up to ``grace_s``, then cancel them.
+
+        A cancelled attempt is not lost: its lease runs out and it is tried again (same retry key)."""
+        self._stopping = True
+        self._wakeup.set()  # idle workers return
+        tasks = [*self._workers, *([self._poller_task] if self._poller_task else [])]
+        if self._poller_task is not None:
+            self._poller_task.cancel()
+        if self._workers and grace_s > 0:
+            _, late = await asyncio.wait(self._workers, timeout=grace_s)
+            if late:
+                log.warning("delivery attempts cut short by the shutdown", extra={"attempts": len(late)})
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers, self._poller_task = [], None
 
     async def _worker(self) -> None:
         while True:
             delivery_id = await self._next()
+            if delivery_id is None:
+                return
             self._busy += 1
             self._inflight.add(delivery_id)
             try:

@@ -23,7 +23,8 @@ from tagline_contracts import topics
 from tagline_contracts.envelope import LineEventReceived
 from tagline_contracts.members import MemberChanged, MemberChangedEvent
 from tagline_contracts.sending import SendRequested, SendResulted
-from tagline_platform.deadletters import DeadLetters, reason
+from tagline_platform.consumers import ConsumerMetrics
+from tagline_platform.deadletters import DeadLetters, ids, reason
 from tagline_platform.kafka import batch_records
 from tagline_sender.adapters.mongo import SenderStore
 from tagline_sender.domain.planning import InvalidRequest
@@ -60,11 +61,14 @@ def register(
     store: SenderStore,
     planner: Planner,
     metrics: SenderMetrics,
+    consumers: ConsumerMetrics,
     on_partitions: Callable[[set[int], int], None],
 ) -> None:
     requests_topic = settings.topic(topics.SEND_REQUESTS)
     changes_topic = settings.topic(topics.MEMBER_CHANGES)
-    dead = DeadLetters(broker, settings, consumer=settings.group_id)
+    dead = DeadLetters(broker, settings, consumer=settings.group_id, metrics=consumers)
+    requests = consumers.group(settings.group_id, [requests_topic])
+    projection = consumers.group(f"{settings.group_id}-members", [changes_topic])
 
     @broker.subscriber(
         requests_topic,
@@ -76,20 +80,24 @@ def register(
     )
     async def on_send_request(message: KafkaMessage) -> None:
         record: Any = message.raw_message
-        try:
-            envelope = SendRequested.model_validate_json(record.value)
-            await planner.plan(
-                envelope.channel_id, envelope.payload, partition=record.partition, event_id=envelope.event_id
-            )
-        except (ValidationError, InvalidRequest, ValueError) as exc:
-            metrics.requests.labels("invalid").inc()
-            await dead.send(topics.SEND_REQUESTS, record, reason(exc))
-            return
-        except Exception:
-            log.exception("send request not planned; it will be consumed again")
-            await asyncio.sleep(INFRA_RETRY_DELAY_S)
-            raise
-        metrics.requests.labels("planned").inc()
+        with requests.batch((record,)):
+            try:
+                envelope = SendRequested.model_validate_json(record.value)
+                await planner.plan(
+                    envelope.channel_id,
+                    envelope.payload,
+                    partition=record.partition,
+                    event_id=envelope.event_id,
+                )
+            except (ValidationError, InvalidRequest, ValueError) as exc:
+                metrics.requests.labels("invalid").inc()
+                await dead.send(topics.SEND_REQUESTS, record, reason(exc))
+                return
+            except Exception:
+                log.exception("send request not planned; it will be consumed again", extra=ids(record))
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
+            metrics.requests.labels("planned").inc()
 
     @broker.subscriber(
         changes_topic,
@@ -102,24 +110,25 @@ def register(
     )
     async def on_member_changes(message: KafkaMessage) -> None:
         records = batch_records(message)
-        by_channel: dict[str, list[MemberChanged]] = {}
-        for record in records:
+        with projection.batch(records):
+            by_channel: dict[str, list[MemberChanged]] = {}
+            for record in records:
+                try:
+                    envelope = MemberChangedEvent.model_validate_json(record.value)
+                except ValidationError as exc:
+                    metrics.member_changes.labels("invalid").inc()
+                    await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
+                    continue
+                by_channel.setdefault(envelope.channel_id, []).append(envelope.payload)
             try:
-                envelope = MemberChangedEvent.model_validate_json(record.value)
-            except ValidationError as exc:
-                metrics.member_changes.labels("invalid").inc()
-                await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
-                continue
-            by_channel.setdefault(envelope.channel_id, []).append(envelope.payload)
-        try:
-            for channel_id, changes in by_channel.items():
-                applied = await store.apply_member_changes(channel_id, changes)
-                metrics.member_changes.labels("applied").inc(applied)
-                metrics.member_changes.labels("stale").inc(len(changes) - applied)
-        except Exception:
-            log.exception("member changes not applied; they will be consumed again")
-            await asyncio.sleep(INFRA_RETRY_DELAY_S)
-            raise
+                for channel_id, changes in by_channel.items():
+                    applied = await store.apply_member_changes(channel_id, changes)
+                    metrics.member_changes.labels("applied").inc(applied)
+                    metrics.member_changes.labels("stale").inc(len(changes) - applied)
+            except Exception:
+                log.exception("member changes not applied; they will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
 
 
 def register_journeys(
@@ -128,13 +137,17 @@ def register_journeys(
     *,
     runner: JourneyRunner,
     welcomer: Welcomer,
+    consumers: ConsumerMetrics,
     clock: Callable[[], datetime],
 ) -> None:
     """Journey enrollment from ``member.changes.v1`` and journey stats from ``send.results.v1``.
 
     Member changes are keyed by member, so one instance applies a member's changes in order (its own consumer
     group, apart from the projection's); enrollments are written under their lock anyway (schedulers too)."""
-    dead = DeadLetters(broker, settings, consumer=f"{settings.group_id}-journeys")
+    dead = DeadLetters(broker, settings, consumer=f"{settings.group_id}-journeys", metrics=consumers)
+    enrollment = consumers.group(f"{settings.group_id}-journeys", [settings.topic(topics.MEMBER_CHANGES)])
+    stats = consumers.group(f"{settings.group_id}-journeys-results", [settings.topic(topics.SEND_RESULTS)])
+    welcomes = consumers.group(f"{settings.group_id}-welcome", [settings.topic(topics.LINE_EVENTS)])
 
     @broker.subscriber(
         settings.topic(topics.MEMBER_CHANGES),
@@ -147,18 +160,19 @@ def register_journeys(
     )
     async def on_member_changes_for_journeys(message: KafkaMessage) -> None:
         records = batch_records(message)
-        try:
-            for record in records:
-                try:
-                    envelope = MemberChangedEvent.model_validate_json(record.value)
-                except ValidationError as exc:
-                    await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
-                    continue
-                await runner.on_changes(envelope.channel_id, [envelope.payload])
-        except Exception:
-            log.exception("journey enrollment failed; the changes will be consumed again")
-            await asyncio.sleep(INFRA_RETRY_DELAY_S)
-            raise
+        with enrollment.batch(records):
+            try:
+                for record in records:
+                    try:
+                        envelope = MemberChangedEvent.model_validate_json(record.value)
+                    except ValidationError as exc:
+                        await dead.send(topics.MEMBER_CHANGES, record, reason(exc))
+                        continue
+                    await runner.on_changes(envelope.channel_id, [envelope.payload])
+            except Exception:
+                log.exception("journey enrollment failed; the changes will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
 
     @broker.subscriber(
         settings.topic(topics.SEND_RESULTS),
@@ -171,17 +185,18 @@ def register_journeys(
     )
     async def on_results_for_journeys(message: KafkaMessage) -> None:
         records = batch_records(message)
-        try:
-            for record in records:
-                try:
-                    result = SendResulted.model_validate_json(record.value)
-                except ValidationError:
-                    continue  # not ours to dead-letter: the sender's results are validated where made
-                await runner.on_result(result.payload, clock())
-        except Exception:
-            log.exception("journey stats not recorded; the results will be consumed again")
-            await asyncio.sleep(INFRA_RETRY_DELAY_S)
-            raise
+        with stats.batch(records):
+            try:
+                for record in records:
+                    try:
+                        result = SendResulted.model_validate_json(record.value)
+                    except ValidationError:
+                        continue  # not ours to dead-letter: the sender's results are validated where made
+                    await runner.on_result(result.payload, clock())
+            except Exception:
+                log.exception("journey stats not recorded; the results will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise
 
     @broker.subscriber(
         settings.topic(topics.LINE_EVENTS),
@@ -194,16 +209,17 @@ def register_journeys(
     )
     async def on_line_events_for_welcome(message: KafkaMessage) -> None:
         records = batch_records(message)
-        try:
-            for record in records:
-                if record.value is None or b'"follow"' not in record.value:
-                    continue  # cheap pre-filter: only follow events are welcomed
-                try:
-                    envelope = LineEventReceived.model_validate_json(record.value)
-                except ValidationError:
-                    continue  # ingest's records; the member pipeline dead-letters bad ones
-                await welcomer.on_event(envelope, clock())
-        except Exception:
-            log.exception("welcome not requested; the events will be consumed again")
-            await asyncio.sleep(INFRA_RETRY_DELAY_S)
-            raise
+        with welcomes.batch(records):
+            try:
+                for record in records:
+                    if record.value is None or b'"follow"' not in record.value:
+                        continue  # cheap pre-filter: only follow events are welcomed
+                    try:
+                        envelope = LineEventReceived.model_validate_json(record.value)
+                    except ValidationError:
+                        continue  # ingest's records; the member pipeline dead-letters bad ones
+                    await welcomer.on_event(envelope, clock())
+            except Exception:
+                log.exception("welcome not requested; the events will be consumed again")
+                await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                raise

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
+from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.kafka import Outgoing, create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
 from tagline_platform.tasks import cancel_all, every, utc_now
@@ -46,6 +47,8 @@ class SenderService:
         self.channels = settings.load_channels()
         self.plans = settings.all_plans()
         self.metrics = SenderMetrics()
+        self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
+        self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
         self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-sender")
         self.store = SenderStore(self.mongo[settings.database])
         self.line = line or SdkLineGateway(
@@ -87,6 +90,7 @@ class SenderService:
             store=self.store,
             planner=self.planner,
             metrics=self.metrics,
+            consumers=self.consumers,
             on_partitions=self.dispatcher.set_partitions,
         )
         self._refresher: asyncio.Task[None] | None = None
@@ -103,7 +107,12 @@ class SenderService:
         )
         if settings.journeys:
             handlers.register_journeys(
-                self.broker, settings, runner=self.journeys, welcomer=self.welcomer, clock=clock
+                self.broker,
+                settings,
+                runner=self.journeys,
+                welcomer=self.welcomer,
+                consumers=self.consumers,
+                clock=clock,
             )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -123,6 +132,12 @@ class SenderService:
         await self.broker.start()
         self.dispatcher.start()
         self._refresher = asyncio.create_task(self._refresh_quota_forever(), name="sender-quota-refresh")
+        self._tasks += [
+            asyncio.create_task(
+                every(self.settings.quota_gauge_refresh_s, self.publish_quota), name="quota-gauge"
+            ),
+            asyncio.create_task(every(self.settings.consumer_lag_interval_s, self.lag.refresh), name="lag"),
+        ]
         await self.journey_cache.refresh()
         if self.settings.journeys:
             self._tasks += [
@@ -139,15 +154,18 @@ class SenderService:
         await self.broker.publish(message.value, topic=message.topic, key=message.key)
 
     async def stop(self) -> None:
+        """Stop the jobs, let LINE calls and handlers in progress finish (and commit), close every client."""
         await cancel_all(self._tasks)
+        await self.lag.close()
         if self._refresher:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        await self.dispatcher.stop()
-        await self.broker.stop()
+        await self.dispatcher.stop(grace_s=self.settings.shutdown_grace_s)  # results still go out
+        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
         await self.line.close()
         await self.mongo.close()
+        log.info("stopped cleanly")
 
     async def refresh_quota(self) -> None:
         """Reconcile every channel's ledger with LINE, and resume deferred sends where room appeared."""
@@ -165,6 +183,17 @@ class SenderService:
                     log.info(
                         "deferred deliveries resumed", extra={"channel_id": channel_id, "count": resumed}
                     )
+
+    async def publish_quota(self) -> None:
+        """Set the quota gauge from each channel's ledger (no LINE call): it moves with every reservation."""
+        now = self.clock()
+        for channel_id in self.channels:
+            try:
+                doc = await self.quota.ledger(channel_id, now)
+            except Exception as exc:
+                log.warning("quota gauge not updated", extra={"channel_id": channel_id, "error": repr(exc)})
+                continue
+            self.metrics.quota_remaining.labels(channel_id).set(doc["remaining"])
 
     async def _refresh_quota_forever(self) -> None:
         while True:

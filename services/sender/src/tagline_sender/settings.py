@@ -72,6 +72,15 @@ class SenderSettings(ServiceSettings):
     poll_interval_s: float = Field(default=2.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0, description="A claimed delivery is reclaimed after this long.")
     quota_refresh_s: float = Field(default=60.0, gt=0)
+    quota_gauge_refresh_s: float = Field(
+        default=5.0, gt=0, description="How often the quota_remaining gauge is read from the ledgers."
+    )
+    consumer_lag_interval_s: float = Field(
+        default=15.0, gt=0, description="How often the consumer lag on /metrics is measured."
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="On shutdown, how long LINE calls in progress may take to finish."
+    )
     marketing_headroom_ratio: float = Field(
         default=0.05, ge=0, le=1, description="Share of the monthly limit kept for transactional sends."
     )

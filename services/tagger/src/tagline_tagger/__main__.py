@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from tagline_platform.logging import configure_logging
+from tagline_platform.shutdown import exit_zero_on_sigterm
 from tagline_tagger.app import create_app
 from tagline_tagger.settings import TaggerSettings
 
@@ -12,6 +13,7 @@ from tagline_tagger.settings import TaggerSettings
 def main() -> None:
     settings = TaggerSettings()
     configure_logging("tagger", settings.log_level)
+    exit_zero_on_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,

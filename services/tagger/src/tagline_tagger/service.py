@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResulted
+from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.deadletters import DeadLetters, reason
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.kafka import (
@@ -72,7 +74,9 @@ class TaggerService:
         self._producer: AIOKafkaProducer | None = None  # created in start(): aiokafka needs the running loop
         self.rules = RuleCache(self.store, self.metrics)
         self.models = ModelCache(self.store)
-        self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id)
+        self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
+        self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
+        self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id, metrics=self.consumers)
         self.pipeline = MemberPipeline(
             self.store,
             rules=self.rules.current,
@@ -97,6 +101,8 @@ class TaggerService:
         settings = self.settings
         pipeline = self.pipeline
         metrics = self.metrics
+        members = self.consumers.group(settings.group_id, [settings.topic(n) for n in MEMBER_TOPICS])
+        results = self.consumers.group(f"{settings.group_id}-results", [settings.topic(topics.SEND_RESULTS)])
 
         @self.broker.subscriber(
             *(settings.topic(name) for name in MEMBER_TOPICS),
@@ -114,12 +120,13 @@ class TaggerService:
         async def on_member_inputs(message: KafkaMessage) -> None:
             records = batch_records(message)
             started = time.perf_counter()
-            try:
-                await pipeline.handle(records)
-            except Exception:
-                log.exception("member batch not applied; it will be consumed again")
-                await asyncio.sleep(INFRA_RETRY_DELAY_S)
-                raise
+            with members.batch(records):
+                try:
+                    await pipeline.handle(records)
+                except Exception:
+                    log.exception("member batch not applied; it will be consumed again")
+                    await asyncio.sleep(INFRA_RETRY_DELAY_S)
+                    raise
             metrics.batch_seconds.observe(time.perf_counter() - started)
 
         @self.broker.subscriber(
@@ -133,22 +140,26 @@ class TaggerService:
         )
         async def on_send_results(message: KafkaMessage) -> None:
             records = batch_records(message)
-            outgoing: list[Outgoing] = []
-            rules = self.rules.current()
-            for record in records:
-                try:
-                    result = SendResulted.model_validate_json(record.value)
-                except ValidationError as exc:
-                    metrics.inputs.labels(topics.SEND_RESULTS, "invalid").inc()
-                    await self.dead.send(topics.SEND_RESULTS, record, reason(exc))
-                    continue
-                outgoing.extend(campaign_tags(result, rules, topic_of=settings.topic))
+            with results.batch(records):
+                await self._on_send_results(records)
+
+    async def _on_send_results(self, records: Sequence[Any]) -> None:
+        outgoing: list[Outgoing] = []
+        rules = self.rules.current()
+        for record in records:
             try:
-                await self.publish_all(outgoing)
-            except Exception:
-                log.exception("campaign tags not published; the results will be consumed again")
-                await asyncio.sleep(INFRA_RETRY_DELAY_S)
-                raise
+                result = SendResulted.model_validate_json(record.value)
+            except ValidationError as exc:
+                self.metrics.inputs.labels(topics.SEND_RESULTS, "invalid").inc()
+                await self.dead.send(topics.SEND_RESULTS, record, reason(exc))
+                continue
+            outgoing.extend(campaign_tags(result, rules, topic_of=self.settings.topic))
+        try:
+            await self.publish_all(outgoing)
+        except Exception:
+            log.exception("campaign tags not published; the results will be consumed again")
+            await asyncio.sleep(INFRA_RETRY_DELAY_S)
+            raise
 
     async def publish_all(self, messages: Sequence[Outgoing]) -> None:
         """Publish and wait until Kafka acknowledged every message (at least once; consumers dedupe)."""
@@ -176,7 +187,10 @@ class TaggerService:
         await self.rules.refresh()
         await self.models.refresh()
         await self.broker.start()
-        self._tasks = [asyncio.create_task(every(settings.rules_refresh_s, self.rules.refresh), name="rules")]
+        self._tasks = [
+            asyncio.create_task(every(settings.rules_refresh_s, self.rules.refresh), name="rules"),
+            asyncio.create_task(every(settings.consumer_lag_interval_s, self.lag.refresh), name="lag"),
+        ]
         if settings.jobs:
             self._tasks += [
                 asyncio.create_task(every(settings.sweep_interval_s, self.sweep), name="sweep"),
@@ -185,11 +199,14 @@ class TaggerService:
             ]
 
     async def stop(self) -> None:
+        """Stop the jobs, let the batches in hand finish and commit, then close every client."""
         await cancel_all(self._tasks)
-        await self.broker.stop()
+        await self.lag.close()
+        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
         if self._producer is not None:
             await self._producer.stop()
         await self.mongo.close()
+        log.info("stopped cleanly")
 
     async def _check_copartitioned(self, producer: AIOKafkaProducer) -> None:
         """The single-writer rule needs the member topics to have the same number of partitions."""

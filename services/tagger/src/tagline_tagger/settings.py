@@ -33,3 +33,6 @@ class TaggerSettings(ServiceSettings):
     )
     reply_ttl_s: float = Field(default=25.0, gt=0, description="Auto-replies to older messages are not sent.")
     jobs: bool = Field(default=True, description="Run the scheduled jobs (sweep, coverage, RFM) here.")
+    consumer_lag_interval_s: float = Field(
+        default=15.0, gt=0, description="How often the consumer lag on /metrics is measured."
+    )
