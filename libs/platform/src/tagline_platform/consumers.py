@@ -172,9 +172,11 @@ class ConsumerLag:
     async def close(self) -> None:
         admin, offsets = self._admin, self._offsets
         self._admin = self._offsets = None
-        if offsets is not None:
-            with suppress(Exception):
-                await offsets.stop()
-        if admin is not None:
-            with suppress(Exception):
-                await admin.close()
+        with suppress(Exception):  # a hung broker must not hold up the service's shutdown
+            async with asyncio.timeout(self._timeout_s):
+                if offsets is not None:
+                    await offsets.stop()
+        with suppress(Exception):
+            async with asyncio.timeout(self._timeout_s):
+                if admin is not None:
+                    await admin.close()

@@ -100,7 +100,10 @@ class Planner:
         )
         send = None if created else await self._store.get_send(send_id)
         if send is not None and send["state"] == SendState.PLANNED:
-            log.info("duplicate send request ignored", extra={"channel_id": channel_id, "send_id": send_id})
+            log.info(
+                "duplicate send request ignored",
+                extra={"channel_id": channel_id, "event_id": event_id, "send_id": send_id},
+            )
             return SendState.PLANNED
         if request.trigger_mode == "standby":
             await self._planned_nothing(
@@ -147,6 +150,7 @@ class Planner:
             "send planned",
             extra={
                 "channel_id": channel_id,
+                "event_id": event_id,
                 "send_id": send_id,
                 "batches": batch_no,
                 "recipients": len(recipients),

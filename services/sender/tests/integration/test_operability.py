@@ -134,6 +134,9 @@ async def test_sigterm_waits_for_the_line_call_in_progress_and_exits_0(
     assert all("raw" not in entry for entry in logs), sender.output()
     assert [e for e in logs if e.get("level") == "error"] == []
     assert [e["logger"] for e in logs if e.get("msg") == "stopped cleanly"] == ["tagline.sender"]
+    [planned] = [e for e in logs if e.get("msg") == "send planned"]
+    assert planned["channel_id"] == CHANNEL
+    assert planned["event_id"]
     assert line.emu.deliveries(CHANNEL) == {"U1": 1}
     [doc] = await mongo_db["deliveries"].find({}).to_list()
     assert doc["state"] == "sent"
