@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,22 @@ import pytest
 from tagline_platform.mongo import create_mongo_client
 from tagline_testing.stack import SERVICES, Stack, StackConfig
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 async def stack(
-    kafka_bootstrap: str, mongodb_url: str, namespace: str, tmp_path: Path
+    kafka_bootstrap: str, mongodb_url: str, namespace: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
-    """Emulator, ingest, tagger, sender and liveshop, started and ready; stopped (SIGTERM) afterwards."""
+    """Emulator, ingest, tagger, sender and liveshop, started and ready; stopped (SIGTERM) afterwards.
+
+    Each service logs to ``.local/e2e/<test>/<service>.log`` (replaced by the next run of the test).
+    """
+    workdir = ROOT / ".local" / "e2e" / request.node.name
+    shutil.rmtree(workdir, ignore_errors=True)
     running = Stack(
         StackConfig(
-            kafka_bootstrap=kafka_bootstrap, mongodb_url=mongodb_url, namespace=namespace, workdir=tmp_path
+            kafka_bootstrap=kafka_bootstrap, mongodb_url=mongodb_url, namespace=namespace, workdir=workdir
         )
     )
     try:

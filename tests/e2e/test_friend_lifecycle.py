@@ -74,6 +74,11 @@ async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told
         journey = await _set_up(tagger, sender, c.channel_id)
         await _wait_journey_loaded(sender, c.channel_id)
 
+        async def rules_loaded() -> bool:
+            return (await stack.metric("tagger", "tagline_tagger_rules_loaded") or 0) >= 2
+
+        await eventually(rules_loaded, timeout_s=30, what="the tagger loaded both rules")
+
         # 1. they follow; LINE's reply token is one the emulator issued
         follows = [WebhookBuilder(c.channel_secret).follow(user) for user in (USER, BYSTANDER)]
         for event in follows:
@@ -148,7 +153,9 @@ async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told
 
         await eventually(exited, timeout_s=60, what="the friend left the journey")
         await _wait_projection(sender, c.channel_id, segment, 0)
-        await _campaign(kafka_producer, stack, "campaign-2", "週末限定", {"op": "follow", "state": "any"})
+        await _campaign(
+            kafka_producer, stack, "campaign-2", "週末限定", {"op": "tags", "any": ["src_line_pay"]}
+        )
         stack.advance(24 * HOUR)
         await eventually(lambda: got("第二天好禮", BYSTANDER), timeout_s=60, what="step 2 for the bystander")
         await eventually(
@@ -230,6 +237,8 @@ async def _wait_projection(sender: Client, channel_id: str, segment: dict[str, A
             "POST",
             f"/channels/{channel_id}/estimate",
             json={
+                "idempotency_key": "estimate",
+                "category": "marketing",
                 "messages": [{"type": "text", "text": "x"}],
                 "target": {"kind": "segment", "filter": segment},
             },

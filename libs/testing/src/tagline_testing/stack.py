@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tagline_testing.metrics import samples
 from tagline_testing.processes import free_port
 
 SERVICES = ("line-emu", "ingest", "tagger", "sender", "liveshop")
@@ -113,6 +114,7 @@ class Stack:
                 "TAGLINE_TAGGER_PORT": str(port),
                 "TAGLINE_TAGGER_DATABASE": self.database("tagger"),
                 "TAGLINE_TAGGER_GROUP_ID": f"{c.namespace}tagger",
+                "TAGLINE_TAGGER_RULES_REFRESH_S": "0.5",
             }
         elif name == "sender":
             channels = c.workdir / "sender-channels.json"
@@ -240,6 +242,18 @@ class Stack:
         for name in reversed(SERVICES):
             self.terminate(name, timeout_s=20.0)
 
+    async def metric(self, name: str, metric: str, **labels: str) -> float | None:
+        """The value of ``metric`` (a full Prometheus sample name) on ``name``'s ``/metrics``, summed over
+        the samples whose labels include ``labels``; None when there is no such sample."""
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            text = (await client.get(self.procs[name].url + "/metrics")).text
+        values = [
+            value
+            for found, value in samples(text, metric)
+            if all(found.get(k) == v for k, v in labels.items())
+        ]
+        return sum(values) if values else None
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         try:
             text = self.procs[name].log_path.read_text(encoding="utf-8", errors="replace")
@@ -265,10 +279,13 @@ def _is_error(line: str) -> bool:
     """A JSON log line (``tagline_platform.logging``) at error level or worse, or a bare traceback."""
     if line.startswith("{"):
         try:
-            level = json.loads(line).get("level")
+            entry = json.loads(line)
         except ValueError:
             return False
-        return level in ("error", "critical")
+        # aiokafka logs a leader election or a broker restart at error level and recovers by itself
+        return entry.get("level") in ("error", "critical") and not str(entry.get("logger")).startswith(
+            "aiokafka"
+        )
     return line.startswith("Traceback")
 
 
