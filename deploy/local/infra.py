@@ -15,6 +15,7 @@ Usage (from the repository root)::
 
     python3 deploy/local/infra.py up     [--state-dir DIR] [--only kafka|mongo]
     python3 deploy/local/infra.py down   [--state-dir DIR]
+    python3 deploy/local/infra.py restart kafka|mongo [--state-dir DIR] [--kill] [--down-s N]
     python3 deploy/local/infra.py status [--state-dir DIR]   # exit 0 if everything answers, 1 otherwise
     python3 deploy/local/infra.py env    [--state-dir DIR]   # prints the env file
 
@@ -31,6 +32,8 @@ in time (120 s for Kafka, 60 s for FerretDB), ``up`` stops it, prints the tail o
 
 ``down`` stops the servers (SIGTERM to the process group, SIGKILL after 20 s) and deletes their data. Every
 start begins with empty data (also when ``up`` restarts a server that died); logs are kept until then.
+``restart`` is the exception, for fault drills (``make chaos``): it stops one server (SIGTERM, or SIGKILL with
+``--kill``), keeps it down ``--down-s`` seconds and starts it again on the same port with its data kept.
 
 Files:
 
@@ -1087,6 +1090,31 @@ def cmd_env(layout: Layout) -> int:
     return 0
 
 
+def cmd_restart(layout: Layout, key: str, *, kill: bool, down_s: float) -> int:
+    """Stop one server and start it again with its data (a broker or database outage, not a reset)."""
+    server = next(s for s in SERVERS if s.key == key)
+    with file_lock(layout.state_dir / ".lock"):
+        pid = server.running_pid(layout)
+        if pid is None:
+            raise InfraError(f"{server.label} is not running from {layout.state_dir}: nothing to restart")
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while process_alive(pid):
+                time.sleep(POLL_INTERVAL_S)
+            say(f"{server.label}: killed (pid {pid})")
+        else:
+            stop_process_group(pid, server.label)
+        server.pid_file(layout).unlink(missing_ok=True)
+        time.sleep(down_s)
+        ports = load_ports(layout)
+        say(f"{server.label}: starting again on {LOOPBACK}:{ports[server.port_name]} with its data…")
+        child = server.start(layout, ports)
+        write_atomically(server.pid_file(layout), f"{child.pid}\n")
+        wait_until_ready(layout, server, child.pid, ports[server.port_name], child)
+    return 0
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -1104,6 +1132,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands.add_parser("down", parents=[common], help="stop the servers and delete their data")
     commands.add_parser("status", parents=[common], help="exit 0 if every started server answers")
     commands.add_parser("env", parents=[common], help="print the env file")
+    restart = commands.add_parser(
+        "restart", parents=[common], help="stop one server and start it again, keeping its data"
+    )
+    restart.add_argument("server", choices=[server.key for server in SERVERS])
+    restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
+    restart.add_argument("--down-s", type=float, default=0.0, help="seconds to stay down")
     return parser.parse_args(argv)
 
 
@@ -1117,6 +1151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_down(layout)
         if args.command == "status":
             return cmd_status(layout)
+        if args.command == "restart":
+            return cmd_restart(layout, args.server, kill=args.kill, down_s=args.down_s)
         return cmd_env(layout)
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
