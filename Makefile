@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell deploy/local/ensure-uv)
 INFRA := python3 deploy/local/infra.py
 
-.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench
+.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench chaos docs dlq
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -37,3 +37,12 @@ infra-status:
 
 bench: sync  ## benchmarks (not part of `make test`); prints figures
 	deploy/local/run-bench
+
+chaos: sync  ## the fault drill (not part of `make test`): own servers, load, kill -9 / outages / LINE faults, a table
+	deploy/local/run-chaos
+
+docs: sync  ## regenerate docs/api (AsyncAPI of every topic, OpenAPI of every HTTP API) from the code
+	$(UV) run python deploy/local/gen_docs.py
+
+dlq: sync  ## dead letters: make dlq ARGS="list" | ARGS="inspect send.requests.v1 0:42" | ARGS="replay send.requests.v1 --all --dry-run"
+	set -a; [ -f .local/infra/infra.env ] && . .local/infra/infra.env; set +a; $(UV) run python -m tagline_platform.dlq $(ARGS)
