@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
@@ -31,11 +32,14 @@ from tagline_liveshop.domain.model import (
 from tagline_liveshop.domain.session import Changes, LiveSession, Rejected
 from tagline_liveshop.pipeline import session_of_order
 from tagline_liveshop.writer import UnknownSession
+from tagline_platform.openapi import CONFLICT, NOT_FOUND, UNAVAILABLE
 
 if TYPE_CHECKING:
     from tagline_liveshop.service import LiveshopService
 
 MAX_PAGE = 1_000
+CHANGE = {**NOT_FOUND, **CONFLICT}
+"""A change to a session answers these besides success: unknown session or order, a state that forbids it."""
 CODE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 NOT_IN_WORDS = re.compile(r"[\s,，、;；+\-－−*×]")
 
@@ -247,11 +251,11 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
         docs = await store.session_ids(channel_id=channel_id, status=status.value if status else None)
         return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
 
-    @api.get("/sessions/{session_id}", tags=["sessions"])
+    @api.get("/sessions/{session_id}", tags=["sessions"], responses=NOT_FOUND)
     async def get_session(session_id: str) -> dict[str, Any]:
         return session_view(await read(session_id))
 
-    @api.patch("/sessions/{session_id}", tags=["sessions"])
+    @api.patch("/sessions/{session_id}", tags=["sessions"], responses=CHANGE)
     async def patch_session(session_id: str, patch: SessionPatch) -> dict[str, Any]:
         def work(session: LiveSession, changes: Changes) -> None:
             h = session.header
@@ -270,7 +274,7 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
 
         return await change(session_id, work)
 
-    @api.post("/sessions/{session_id}/products", tags=["sessions"])
+    @api.post("/sessions/{session_id}/products", tags=["sessions"], responses=CHANGE)
     async def add_product(session_id: str, spec: ProductSpec) -> dict[str, Any]:
         def work(session: LiveSession, changes: Changes) -> None:
             h = session.header
@@ -285,36 +289,44 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
 
         return await change(session_id, work)
 
-    @api.post("/sessions/{session_id}/featured", tags=["sessions"])
+    @api.post("/sessions/{session_id}/featured", tags=["sessions"], responses=CHANGE)
     async def feature(session_id: str, request: FeaturedRequest) -> dict[str, Any]:
         return await change(session_id, lambda s, c: s.feature(request.code, c))
+
+    def to_status(status: SessionStatus) -> Callable[[str], Awaitable[dict[str, Any]]]:
+        # A closure, not a default argument: FastAPI would make that a query parameter (?_status=ended).
+        async def set_status(session_id: str) -> dict[str, Any]:
+            now = service.clock()
+            return await change(session_id, lambda s, c: s.set_status(status, now, c))
+
+        return set_status
 
     for action, status in (
         ("start", SessionStatus.LIVE),
         ("pause", SessionStatus.PAUSED),
         ("end", SessionStatus.ENDED),
     ):
-
-        async def set_status(session_id: str, _status: SessionStatus = status) -> dict[str, Any]:
-            now = service.clock()
-            return await change(session_id, lambda s, c: s.set_status(_status, now, c))
-
         api.add_api_route(
-            f"/sessions/{{session_id}}/{action}", set_status, methods=["POST"], tags=["sessions"], name=action
+            f"/sessions/{{session_id}}/{action}",
+            to_status(status),
+            methods=["POST"],
+            tags=["sessions"],
+            name=action,
+            responses=CHANGE,
         )
 
-    @api.post("/sessions/{session_id}/restock", tags=["sessions"])
+    @api.post("/sessions/{session_id}/restock", tags=["sessions"], responses=CHANGE)
     async def restock(session_id: str, request: RestockRequest) -> dict[str, Any]:
         now = service.clock()
         sku = sku_of(request.code, request.variant)
         return await change(session_id, lambda s, c: s.restock(sku, request.quantity, now, c))
 
-    @api.get("/sessions/{session_id}/dashboard", tags=["sessions"])
+    @api.get("/sessions/{session_id}/dashboard", tags=["sessions"], responses=NOT_FOUND)
     async def dashboard(session_id: str) -> dict[str, Any]:
         session = await read(session_id)
         return {"session_id": session_id, "status": session.header.status.value, **session.dashboard()}
 
-    @api.get("/sessions/{session_id}/waitlist", tags=["sessions"])
+    @api.get("/sessions/{session_id}/waitlist", tags=["sessions"], responses=NOT_FOUND)
     async def waitlist(session_id: str) -> dict[str, Any]:
         session = await read(session_id)
         return {
@@ -324,7 +336,7 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
         }
 
     # ---- orders ----------------------------------------------------------------------------------------
-    @api.get("/sessions/{session_id}/orders", tags=["orders"])
+    @api.get("/sessions/{session_id}/orders", tags=["orders"], responses=NOT_FOUND)
     async def list_orders(
         session_id: str,
         state: OrderState | None = None,
@@ -354,11 +366,11 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
             raise HTTPException(status_code=404, detail=f"order {order_id} not found")
         return order
 
-    @api.get("/orders/{order_id}", tags=["orders"])
+    @api.get("/orders/{order_id}", tags=["orders"], responses=NOT_FOUND)
     async def get_order(order_id: str) -> dict[str, Any]:
         return (await order_of(order_id)).to_doc()
 
-    @api.post("/orders/{order_id}/status", tags=["orders"])
+    @api.post("/orders/{order_id}/status", tags=["orders"], responses=CHANGE)
     async def set_order_status(order_id: str, request: StatusRequest) -> dict[str, Any]:
         await order_of(order_id)
         now = service.clock()
@@ -391,7 +403,7 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["ops"])
+    @api.get("/readyz", tags=["ops"], responses=UNAVAILABLE)
     async def readyz() -> dict[str, Any]:
         try:
             await service.mongo.admin.command("ping")

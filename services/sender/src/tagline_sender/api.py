@@ -9,6 +9,7 @@ from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel
 
 from tagline_contracts.sending import SendMessages, UserTarget
+from tagline_platform.openapi import NOT_FOUND, UNAVAILABLE
 from tagline_sender.domain.delivery import DeliveryState
 from tagline_sender.domain.planning import InvalidRequest, reply_is_fresh
 from tagline_sender.domain.pricing import charge
@@ -55,7 +56,7 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz")
+    @api.get("/readyz", responses=UNAVAILABLE)
     async def readyz() -> dict[str, str]:
         try:
             await service.mongo.admin.command("ping")
@@ -75,7 +76,7 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
         """Recent send requests, newest first (``state``: planning | planned)."""
         return [_clean(d) for d in await service.store.list_sends(channel_id, state, limit)]
 
-    @api.get("/sends/{channel_id}/{key}")
+    @api.get("/sends/{channel_id}/{key}", responses=NOT_FOUND)
     async def get_send(channel_id: str, key: str) -> dict[str, Any]:
         """One request: its deliveries summed up by state (recipients and LINE calls)."""
         send = await service.store.get_send(f"{channel_id}:{key}")
@@ -84,7 +85,7 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
         summary = await service.store.delivery_summary(send["_id"])
         return {**_clean(send), "request": send["request"], "deliveries": summary}
 
-    @api.get("/channels/{channel_id}/quota")
+    @api.get("/channels/{channel_id}/quota", responses=NOT_FOUND)
     async def quota(channel_id: str) -> Ledger:
         if channel_id not in service.channels:
             raise HTTPException(404, f"channel {channel_id!r} is not configured")

@@ -7,12 +7,14 @@ scheduler within ``TAGLINE_SENDER_JOURNEY_REFRESH_S``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
 from ulid import ULID
 
+from tagline_platform.openapi import NOT_FOUND
 from tagline_sender.domain.journeys import JourneySpec, limit_errors
 from tagline_sender.domain.welcome import WelcomeSpec
 
@@ -76,11 +78,11 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
     async def list_journeys(channel_id: str) -> list[dict[str, Any]]:
         return [_view(doc) for doc in await store.list_journeys(channel_id)]
 
-    @api.get("/journeys/{journey_id}", tags=["journeys"])
+    @api.get("/journeys/{journey_id}", tags=["journeys"], responses=NOT_FOUND)
     async def get_journey(journey_id: str) -> dict[str, Any]:
         return _view(await found(journey_id))
 
-    @api.put("/journeys/{journey_id}", tags=["journeys"])
+    @api.put("/journeys/{journey_id}", tags=["journeys"], responses=NOT_FOUND)
     async def replace_journey(journey_id: str, spec: JourneySpec) -> dict[str, Any]:
         doc = await found(journey_id)
         body = checked(doc["channel_id"], spec)
@@ -88,20 +90,28 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
             {**doc, "spec": body, "version": doc["version"] + 1, "updated_at": datetime.now(UTC)}
         )
 
-    for action, enabled in (("enable", True), ("disable", False)):
-
-        async def toggle(journey_id: str, _enabled: bool = enabled) -> dict[str, Any]:
+    def toggle(enabled: bool) -> Callable[[str], Awaitable[dict[str, Any]]]:
+        # A closure, not a default argument: FastAPI would make that a query parameter (?_enabled=false).
+        async def set_enabled(journey_id: str) -> dict[str, Any]:
             doc = await found(journey_id)
-            spec = {**doc["spec"], "enabled": _enabled}
+            spec = {**doc["spec"], "enabled": enabled}
             return await save(
                 {**doc, "spec": spec, "version": doc["version"] + 1, "updated_at": datetime.now(UTC)}
             )
 
+        return set_enabled
+
+    for action, enabled in (("enable", True), ("disable", False)):
         api.add_api_route(
-            f"/journeys/{{journey_id}}/{action}", toggle, methods=["POST"], tags=["journeys"], name=action
+            f"/journeys/{{journey_id}}/{action}",
+            toggle(enabled),
+            methods=["POST"],
+            tags=["journeys"],
+            name=action,
+            responses=NOT_FOUND,
         )
 
-    @api.delete("/journeys/{journey_id}", status_code=204, tags=["journeys"])
+    @api.delete("/journeys/{journey_id}", status_code=204, tags=["journeys"], responses=NOT_FOUND)
     async def delete_journey(journey_id: str) -> None:
         doc = await found(journey_id)
         await store.delete_journey(journey_id)
@@ -113,19 +123,19 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
         await store.put_welcome(channel_id, body)
         return {"channel_id": channel_id, **body}
 
-    @api.get("/channels/{channel_id}/welcome", tags=["welcome"])
+    @api.get("/channels/{channel_id}/welcome", tags=["welcome"], responses=NOT_FOUND)
     async def get_welcome(channel_id: str) -> dict[str, Any]:
         doc = await store.get_welcome(channel_id)
         if doc is None:
             raise HTTPException(status_code=404, detail=f"channel {channel_id} has no welcome message")
         return {"channel_id": channel_id, **doc["spec"]}
 
-    @api.delete("/channels/{channel_id}/welcome", status_code=204, tags=["welcome"])
+    @api.delete("/channels/{channel_id}/welcome", status_code=204, tags=["welcome"], responses=NOT_FOUND)
     async def delete_welcome(channel_id: str) -> None:
         if not await store.delete_welcome(channel_id):
             raise HTTPException(status_code=404, detail=f"channel {channel_id} has no welcome message")
 
-    @api.get("/journeys/{journey_id}/stats", tags=["journeys"])
+    @api.get("/journeys/{journey_id}/stats", tags=["journeys"], responses=NOT_FOUND)
     async def journey_stats(journey_id: str) -> dict[str, Any]:
         await found(journey_id)
         return await service.journeys.stats(journey_id)

@@ -24,6 +24,7 @@ from tagline_contracts.segments import (
     to_mongo_query,
 )
 from tagline_platform.kafka import Outgoing
+from tagline_platform.openapi import NOT_FOUND, UNAVAILABLE
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import compute_coverage, publish_coverage, rule_from_doc, rule_to_doc
@@ -89,7 +90,7 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
             raise _not_found(f"rule {rule_id}")
         return Rule.model_validate(rule_from_doc(doc))
 
-    @api.get("/rules/{rule_id}", tags=["rules"])
+    @api.get("/rules/{rule_id}", tags=["rules"], responses=NOT_FOUND)
     async def get_rule(rule_id: str) -> Rule:
         return await _rule(rule_id)
 
@@ -101,26 +102,26 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
             raise _not_found(f"rule {rule.id}")
         return updated
 
-    @api.put("/rules/{rule_id}", tags=["rules"])
+    @api.put("/rules/{rule_id}", tags=["rules"], responses=NOT_FOUND)
     async def update_rule(rule_id: str, spec: RuleSpec) -> Rule:
         return await _save(await _rule(rule_id), spec.model_dump())
 
-    @api.post("/rules/{rule_id}/disable", tags=["rules"])
+    @api.post("/rules/{rule_id}/disable", tags=["rules"], responses=NOT_FOUND)
     async def disable_rule(rule_id: str) -> Rule:
         return await _save(await _rule(rule_id), {"enabled": False})
 
-    @api.post("/rules/{rule_id}/enable", tags=["rules"])
+    @api.post("/rules/{rule_id}/enable", tags=["rules"], responses=NOT_FOUND)
     async def enable_rule(rule_id: str) -> Rule:
         return await _save(await _rule(rule_id), {"enabled": True})
 
-    @api.delete("/rules/{rule_id}", status_code=204, tags=["rules"])
+    @api.delete("/rules/{rule_id}", status_code=204, tags=["rules"], responses=NOT_FOUND)
     async def delete_rule(rule_id: str) -> Response:
         if not await store.delete_rule(rule_id):
             raise _not_found(f"rule {rule_id}")
         return Response(status_code=204)
 
     # ---- members ---------------------------------------------------------------------------------------
-    @api.get("/channels/{channel_id}/members/{user_id}", tags=["members"])
+    @api.get("/channels/{channel_id}/members/{user_id}", tags=["members"], responses=NOT_FOUND)
     async def get_member(channel_id: str, user_id: str) -> dict[str, Any]:
         doc = await store.get_member(channel_id, user_id)
         if doc is None:
@@ -220,7 +221,7 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
             "segments": run.segments,
         }
 
-    @api.get("/channels/{channel_id}/rfm", tags=["rfm"])
+    @api.get("/channels/{channel_id}/rfm", tags=["rfm"], responses=NOT_FOUND)
     async def rfm_model(channel_id: str) -> dict[str, Any]:
         model = service.models.get(channel_id)
         if model is None:
@@ -232,7 +233,7 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["ops"])
+    @api.get("/readyz", tags=["ops"], responses=UNAVAILABLE)
     async def readyz() -> dict[str, Any]:
         try:
             await service.mongo.admin.command("ping")

@@ -1,0 +1,70 @@
+"""The error answers the services' OpenAPI documents (tagline_platform.openapi)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+from tagline_platform.openapi import CONFLICT, NOT_FOUND, ErrorBody, with_error_responses
+
+
+class Thing(BaseModel):
+    name: str
+
+
+def _app() -> FastAPI:
+    api = FastAPI()
+
+    @api.post("/things", status_code=201)
+    async def create(thing: Thing) -> Thing:
+        if thing.name == "taken":
+            raise HTTPException(422, "a sentence, not a list")
+        return thing
+
+    @api.get("/things/{name}", responses={**NOT_FOUND, **CONFLICT})
+    async def read(name: str) -> Thing:
+        raise HTTPException(404, f"no {name}")
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
+    return api
+
+
+async def test_bodies_document_400_and_every_422_takes_a_sentence_or_a_list() -> None:
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await _check(client)
+
+
+async def _check(client: httpx.AsyncClient) -> None:
+    doc: dict[str, Any] = (await client.get("/openapi.json")).json()
+    create, read = (
+        doc["paths"]["/things"]["post"]["responses"],
+        doc["paths"]["/things/{name}"]["get"]["responses"],
+    )
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    assert create["400"]["content"]["application/json"]["schema"] == ref
+    assert create["422"]["content"]["application/json"]["schema"] == ref
+    assert "400" not in read, "no body, no parse error"
+    assert read["404"]["content"]["application/json"]["schema"] == ref
+    assert read["409"]["content"]["application/json"]["schema"] == ref
+    assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["detail"]
+    assert (await client.get("/openapi.json")).json() == doc, "building it twice changes nothing"
+
+    # What FastAPI and the handlers answer fits: pydantic's list, a sentence, and the parse error.
+    json = {"content-type": "application/json"}
+    for response, status in (
+        (await client.post("/things", json={}), 422),
+        (await client.post("/things", json={"name": "taken"}), 422),
+        (await client.post("/things", content=b"\xff{", headers=json), 400),
+        (await client.get("/things/x"), 404),
+    ):
+        assert response.status_code == status
+        ErrorBody.model_validate(response.json())
