@@ -68,7 +68,7 @@ async def _count(orders: Any, n: int) -> bool:
     return len(await orders()) == n
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 async def test_every_operation_answers_as_documented(api: Api, data: st.DataObject) -> None:
     case = data.draw(api.cases, label="case")

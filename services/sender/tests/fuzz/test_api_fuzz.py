@@ -70,7 +70,7 @@ async def api(start_sender: Any, publish: Any, eventually: Any) -> AsyncIterator
         assert (await client.get("/healthz")).status_code == 200, "still serving"
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 async def test_every_operation_answers_as_documented(api: Api, data: st.DataObject) -> None:
     case = data.draw(api.cases, label="case")
