@@ -902,7 +902,10 @@ def start_kafka(layout: Layout, ports: Mapping[str, int]) -> subprocess.Popen[by
         data_dir=layout.state_dir / "kafka-data",
     )
     write_atomically(properties, config)
-    format_kafka_storage(layout, java, properties)
+    if not (
+        layout.state_dir / "kafka-data" / "meta.properties"
+    ).exists():  # kept data (``restart``) is formatted
+        format_kafka_storage(layout, java, properties)
     command = kafka_java_command(
         java, layout.kafka_libs, layout.logs_dir / "kafka", "kafka.Kafka", str(properties)
     )
