@@ -84,6 +84,7 @@ class Load:
     pending: list[Item] = field(default_factory=list)
     archived: set[str] = field(default_factory=set)
     statuses: dict[str, str] = field(default_factory=dict)
+    rearchived: set[str] = field(default_factory=set)
     ticks: int = 0
 
     @property
@@ -202,7 +203,8 @@ class Load:
             return
         for order in orders:
             state = order["state"]
-            if state == "archived" and order["_id"] in self.archived and len(self.archived) % 5 == 0:
+            if state == "archived" and order["_id"] in self.archived and order["_id"] not in self.rearchived:
+                self.rearchived.add(order["_id"])  # the merchant's backend says it twice, for every order
                 self._new(
                     "status", order["_id"], order["user_id"], {"order_id": order["_id"], "status": "archived"}
                 )
@@ -382,7 +384,7 @@ async def test_nothing_lost_nothing_twice_under_faults(chaos_stack: Stack, kafka
     rows: list[tuple[str, int, float]] = []
     runner: asyncio.Task[None] | None = None
     try:
-        sid = await _set_up(c, shop, tagger, emu)
+        sid = await _set_up(stack, shop, tagger, emu)
 
         load = Load(stack, producer, sid)
         stop = asyncio.Event()
@@ -434,8 +436,9 @@ async def test_nothing_lost_nothing_twice_under_faults(chaos_stack: Stack, kafka
             await client.close()
 
 
-async def _set_up(c: StackConfig, shop: Client, tagger: Client, emu: Client) -> str:
-    """The quota, a keyword rule, and a live session with less stock than the load will ask for."""
+async def _set_up(stack: Stack, shop: Client, tagger: Client, emu: Client) -> str:
+    """The quota, a keyword rule (loaded), and a live session with less stock than the load will ask for."""
+    c = stack.config
     await emu.call(
         "PUT", f"/_emulator/channels/{c.channel_id}/quota", json={"type": "limited", "value": QUOTA}
     )
@@ -461,16 +464,23 @@ async def _set_up(c: StackConfig, shop: Client, tagger: Client, emu: Client) -> 
     )
     sid = session["session_id"]
     await shop.call("POST", f"/sessions/{sid}/start")
+    started = time.monotonic()
+    while (await stack.metric("tagger", "tagline_tagger_rules_loaded") or 0) < 1:
+        assert time.monotonic() - started < 30, "the tagger did not load the rule"
+        await asyncio.sleep(0.2)
     return str(sid)
 
 
-async def _books(  # noqa: PLR0912 - one branch per kind of load item
+async def _books(  # noqa: PLR0912, PLR0915 - one branch per kind of load item
     stack: Stack, load: Load, shop: Client, tagger: Client, sender: Client, emu: Client
 ) -> dict[str, Any]:
     """Lost and duplicated per phase, and the global invariants, from records the system keeps."""
     c = stack.config
+    mongo: Any = create_mongo_client(c.mongodb_url, app_name="tagline-chaos-books")
+    members = mongo[stack.database("tagger")]["members"]
     lost: Counter[str] = Counter()
     duplicated: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()  # "lost webhook", "duplicated push", …
     deferred = 0
 
     async def received(user: str) -> dict[str, int]:
@@ -481,15 +491,17 @@ async def _books(  # noqa: PLR0912 - one branch per kind of load item
         if not item.accepted:
             continue  # never acknowledged: the sender of it knows and would retry
         if item.kind == "webhook":
-            member = await tagger.call(
-                "GET", f"/channels/{c.channel_id}/members/{item.user}", expect=(200, 404)
-            )
+            # the member's history: the ids of the inputs applied to it (the tagger's database), and what
+            # they did (a follow, and the keyword's tag)
+            member = await members.find_one({"_id": f"{c.channel_id}:{item.user}"})
             seen = set(member.get("seen", [])) if member else set()
             ids = {e["webhookEventId"] for e in item.body}
-            if not ids <= seen:
+            if not ids <= seen or "wants_coupon" not in member.get("tags", []):
                 lost[item.phase] += 1
+                by_kind["lost webhook"] += 1
             if member and int(member.get("follow_count", 0)) > 1:
                 duplicated[item.phase] += 1
+                by_kind["duplicated webhook"] += 1
         elif item.kind == "push":
             n = (await received(item.user)).get(item.body, 0)
             if n == 0:
@@ -498,18 +510,25 @@ async def _books(  # noqa: PLR0912 - one branch per kind of load item
                     deferred += 1
                 else:
                     lost[item.phase] += 1
+                    by_kind["lost push"] += 1
             elif n > 1:
                 duplicated[item.phase] += 1
+                by_kind["duplicated push"] += 1
         elif item.kind == "comment":
-            answers = sum((await received(item.user)).values())
-            if answers == 0:
+            # an answer (confirmation or sold out), then maybe order notices: each message once
+            answers = await received(item.user)
+            if not answers:
                 lost[item.phase] += 1
-            elif answers > 1:
+                by_kind["lost comment"] += 1
+            elif max(answers.values()) > 1:
                 duplicated[item.phase] += 1
+                by_kind["duplicated comment"] += 1
+    await mongo.close()
     session = await shop.call("GET", f"/sessions/{load.session_id}")
     orders = await _orders(shop, load.session_id)
     sold = sum(o["units"] for o in orders if o["state"] not in ("cancelled", "expired", "returned"))
-    left = sum(s["units"] for s in session["stock"])
+    stock = session["stock"]  # {sku: units left}
+    left = sum(stock.values()) if isinstance(stock, dict) else sum(s["units"] for s in stock)
     grants = (await emu.call("GET", f"/_emulator/channels/{c.channel_id}/points"))["grants"]
     per_order = Counter(g["reference"] for g in grants)
     archived = {o["_id"] for o in orders if o["state"] == "archived"}
@@ -531,6 +550,7 @@ async def _books(  # noqa: PLR0912 - one branch per kind of load item
         "lost": lost,
         "duplicated": duplicated,
         "deferred": deferred,
+        "by_kind": by_kind,
         "totals": totals,
         "sold": sold,
         "archived": len(archived),
@@ -555,4 +575,6 @@ def _print_table(rows: list[tuple[str, int, float]], load: Load, report: dict[st
         f"deferred {report['deferred']}"
     )
     for what, value in report["totals"].items():
+        print(f"  {what}: {value}")
+    for what, value in sorted(report["by_kind"].items()):
         print(f"  {what}: {value}")
