@@ -377,7 +377,6 @@ async def chaos_stack(kafka_bootstrap: str, mongodb_url: str, namespace: str) ->
 
 async def test_nothing_lost_nothing_twice_under_faults(chaos_stack: Stack, kafka_bootstrap: str) -> None:
     stack = chaos_stack
-    c = stack.config
     shop, tagger, sender, emu = (Client(stack.url(n)) for n in ("liveshop", "tagger", "sender", "line-emu"))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
