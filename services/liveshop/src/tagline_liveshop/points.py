@@ -110,8 +110,10 @@ class Granter:
         topic_of: Callable[[str], str],
         clock: Callable[[], datetime],
         batch: int = 100,
+        concurrency: int = 16,
     ) -> None:
         self._store = store
+        self._concurrency = concurrency
         self._gateway = gateway
         self._publish_all = publish_all
         self._topic_of = topic_of
@@ -123,13 +125,23 @@ class Granter:
     async def run_once(self) -> int:
         """One pass over the entries that are due; returns how many moved on."""
         now = self._clock()
-        moved = 0
-        for entry in await self._store.pending_grants(now, self._batch):
-            if entry["state"] == "pending":
-                moved += await self._grant(entry, now)
-            elif entry["state"] == "granted":
-                moved += await self._announce(entry, now)
-        return moved
+        slots = asyncio.Semaphore(self._concurrency)
+
+        async def one(entry: dict[str, Any]) -> int:
+            # entries are independent (one per order, idempotency key per order): several at a time
+            async with slots:
+                if entry["state"] == "pending":
+                    return await self._grant(entry, now)
+                if entry["state"] == "granted":
+                    return await self._announce(entry, now)
+                return 0
+
+        entries = await self._store.pending_grants(now, self._batch)
+        results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # after every other entry of the pass has finished
+        return sum(r for r in results if isinstance(r, int))
 
     async def _grant(self, entry: dict[str, Any], now: datetime) -> int:
         answer = await self._gateway.grant(
