@@ -28,5 +28,5 @@ def test_the_offset_is_read_on_every_call(tmp_path: Path) -> None:
 def test_garbage_in_the_file_is_an_error_not_a_wrong_time(tmp_path: Path) -> None:
     path = tmp_path / "offset"
     path.write_text("tomorrow")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="could not convert"):
         offset_clock(path)()
