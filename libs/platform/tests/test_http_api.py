@@ -1,4 +1,4 @@
-"""The error answers the services' OpenAPI documents (tagline_platform.openapi)."""
+"""The error answers the services' OpenAPI documents (tagline_platform.http_api)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import httpx
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from tagline_platform.openapi import CONFLICT, NOT_FOUND, ErrorBody, with_error_responses
+from tagline_platform.http_api import CONFLICT, NOT_FOUND, ErrorBody, with_error_responses
 
 
 class Thing(BaseModel):

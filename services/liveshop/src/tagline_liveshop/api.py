@@ -32,7 +32,7 @@ from tagline_liveshop.domain.model import (
 from tagline_liveshop.domain.session import Changes, LiveSession, Rejected
 from tagline_liveshop.pipeline import session_of_order
 from tagline_liveshop.writer import UnknownSession
-from tagline_platform.openapi import CONFLICT, NOT_FOUND, UNAVAILABLE
+from tagline_platform.http_api import CONFLICT, NOT_FOUND, UNAVAILABLE
 
 if TYPE_CHECKING:
     from tagline_liveshop.service import LiveshopService

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from tagline_liveshop.api import register_routes
 from tagline_liveshop.service import LiveshopService
 from tagline_liveshop.settings import LiveshopSettings
-from tagline_platform.openapi import with_error_responses
+from tagline_platform.http_api import with_error_responses
 from tagline_platform.tasks import utc_now
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel
 
 from tagline_contracts.sending import SendMessages, UserTarget
-from tagline_platform.openapi import NOT_FOUND, UNAVAILABLE
+from tagline_platform.http_api import NOT_FOUND, UNAVAILABLE
 from tagline_sender.domain.delivery import DeliveryState
 from tagline_sender.domain.planning import InvalidRequest, reply_is_fresh
 from tagline_sender.domain.pricing import charge

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException
 from ulid import ULID
 
-from tagline_platform.openapi import NOT_FOUND
+from tagline_platform.http_api import NOT_FOUND
 from tagline_sender.domain.journeys import JourneySpec, limit_errors
 from tagline_sender.domain.welcome import WelcomeSpec
 

@@ -23,8 +23,8 @@ from tagline_contracts.segments import (
     filter_size,
     to_mongo_query,
 )
+from tagline_platform.http_api import NOT_FOUND, UNAVAILABLE
 from tagline_platform.kafka import Outgoing
-from tagline_platform.openapi import NOT_FOUND, UNAVAILABLE
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import compute_coverage, publish_coverage, rule_from_doc, rule_to_doc

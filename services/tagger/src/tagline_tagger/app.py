@@ -8,7 +8,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from tagline_platform.openapi import with_error_responses
+from tagline_platform.http_api import with_error_responses
 from tagline_platform.tasks import utc_now
 from tagline_tagger.api import register_routes
 from tagline_tagger.service import TaggerService
