@@ -1,14 +1,15 @@
-"""The error answers the services' OpenAPI documents (tagline_platform.http_api)."""
+"""Error answers of the services' HTTP APIs: documented, never a 500 for NaN (tagline_platform.http_api)."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
 import httpx
-from fastapi import FastAPI, HTTPException
+from fastapi import Body, FastAPI, HTTPException
 from pydantic import BaseModel
 
-from tagline_platform.http_api import CONFLICT, NOT_FOUND, ErrorBody, with_error_responses
+from tagline_platform.http_api import CONFLICT, NOT_FOUND, ErrorBody, finite, setup_errors
 
 
 class Thing(BaseModel):
@@ -28,11 +29,17 @@ def _app() -> FastAPI:
     async def read(name: str) -> Thing:
         raise HTTPException(404, f"no {name}")
 
+    @api.post("/echo")
+    async def echo(value: Annotated[Any, Body()]) -> dict[str, Any]:
+        if value == "http":
+            raise HTTPException(409, [{"input": math.inf}])
+        return {"value": value}
+
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
+    setup_errors(api)
     return api
 
 
@@ -68,3 +75,22 @@ async def _check(client: httpx.AsyncClient) -> None:
     ):
         assert response.status_code == status
         ErrorBody.model_validate(response.json())
+
+
+async def test_nan_and_infinities_are_answered_as_strings_not_500() -> None:
+    """Python reads NaN, Infinity and 1e999 in a body; starlette's JSONResponse could not write them back."""
+    transport = httpx.ASGITransport(app=_app())
+    json = {"content-type": "application/json"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        invalid = await client.post("/things", content=b'{"name": NaN}', headers=json)
+        assert invalid.status_code == 422
+        assert invalid.json()["detail"][0]["input"] == "nan"
+        echoed = await client.post("/echo", content=b"[1e999, -Infinity, 1.5]", headers=json)
+        assert echoed.json() == {"value": [None, None, 1.5]}, "FastAPI's own serialization writes null"
+        conflict = await client.post("/echo", json="http")
+        assert (conflict.status_code, conflict.json()) == (409, {"detail": [{"input": "inf"}]})
+
+
+def test_finite_leaves_everything_else_alone() -> None:
+    value = {"a": [1, 2.5, None, "x", True, (math.nan,)], "b": {"c": -math.inf}}
+    assert finite(value) == {"a": [1, 2.5, None, "x", True, ["nan"]], "b": {"c": "-inf"}}

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from tagline_contracts.base import Contract
+from tagline_contracts.base import Contract, check_storable
 from tagline_contracts.envelope import Envelope
 from tagline_contracts.members import AttributeValue
 from tagline_contracts.segments import RfmSegment
@@ -35,10 +35,12 @@ TagName = Annotated[str, Field(min_length=1, max_length=MAX_TAG_NAME_LENGTH, pat
 
 
 def check_attribute_keys(value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-    """Attribute keys are stored as MongoDB field names: 1-100 characters, no ``.``, ``$`` or NUL."""
-    for key in value:
+    """Attribute keys are stored as MongoDB field names: 1-100 characters, no ``.``, ``$`` or NUL; values must
+    be storable too (:func:`~tagline_contracts.base.check_storable`: no NaN, infinity or 64-bit overflow)."""
+    for key, item in value.items():
         if not key or len(key) > MAX_ATTRIBUTE_KEY or _BAD_KEY_CHARS.intersection(key):
             raise ValueError(f"attribute key {key!r}: 1-{MAX_ATTRIBUTE_KEY} characters, no '.', '$' or NUL")
+        check_storable(item, f"attribute {key!r}")
     return value
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from tagline_contracts.base import Contract
+from tagline_contracts.base import Contract, check_storable
 from tagline_contracts.envelope import Envelope
 from tagline_contracts.segments import SegmentFilter
 
@@ -61,10 +61,12 @@ class ReplyContext(Contract):
 
 
 def check_message_types(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` if each is a LINE message object with a string ``type`` (a pydantic field validator)."""
+    """``messages`` if each is a LINE message object with a string ``type`` that can be stored (a pydantic
+    field validator; see :func:`check_storable`)."""
     for index, message in enumerate(messages):
         if not isinstance(message.get("type"), str):
             raise ValueError(f"messages[{index}] has no string 'type'")  # noqa: TRY004 - pydantic needs ValueError
+        check_storable(message, f"messages[{index}]")
     return messages
 
 

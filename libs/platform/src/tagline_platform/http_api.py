@@ -1,19 +1,42 @@
-"""Error answers as the services' OpenAPI documents them (found by schemathesis: they were undocumented).
+"""What every service's FastAPI app shares about errors (found by fuzzing the APIs with schemathesis).
 
-A route lists what it answers besides success with ``responses={**NOT_FOUND, **CONFLICT}``; wrapping the
-app's ``openapi`` with :func:`with_error_responses` adds what FastAPI itself answers: 400 when a body cannot
-be parsed (not UTF-8, say), and a 422 whose ``detail`` is pydantic's list of errors *or* a sentence (the
-services' own checks answer with one).
+* Documentation: a route lists what it answers besides success with ``responses={**NOT_FOUND, **CONFLICT}``;
+  :func:`setup_errors` makes the OpenAPI also say what FastAPI itself answers: 400 when a body cannot be
+  parsed (not UTF-8, say), and a 422 whose ``detail`` is pydantic's list of errors *or* a sentence (the
+  services' own checks answer with one).
+* Non-finite numbers: Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e999`` (valid JSON) as floats
+  that JSON cannot carry back, so a 422 echoing such an input (or an error detail holding one) was a 500.
+  The error handlers answer with :class:`FiniteJSONResponse`, which writes them as strings (``"inf"``,
+  ``"-inf"``, ``"nan"``). (FastAPI already writes them as ``null`` in what routes return.)
+
+Call ``setup_errors(api)`` once the routes are registered.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
 
-__all__ = ["CONFLICT", "NOT_FOUND", "UNAVAILABLE", "ErrorBody", "add_error_responses", "with_error_responses"]
+__all__ = [
+    "CONFLICT",
+    "NOT_FOUND",
+    "UNAVAILABLE",
+    "ErrorBody",
+    "FiniteJSONResponse",
+    "add_error_responses",
+    "finite",
+    "setup_errors",
+]
 
 
 class ErrorBody(BaseModel):
@@ -57,6 +80,50 @@ def add_error_responses(document: dict[str, Any]) -> dict[str, Any]:
                     "content": _content(),
                 }
     return document
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by ``str(number)``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+class FiniteJSONResponse(JSONResponse):
+    """Starlette's JSON answer, except that NaN and infinities become strings instead of a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # "Out of range float values are not JSON compliant"
+            return json.dumps(
+                finite(content), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+            ).encode("utf-8")
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    return FiniteJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):
+        raise exc
+    if not is_body_allowed_for_status_code(exc.status_code):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return FiniteJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def setup_errors(api: FastAPI) -> None:
+    """Document the error answers in ``api``'s OpenAPI and answer errors with :class:`FiniteJSONResponse`."""
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(HTTPException, _http_error)
+    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
 
 
 def with_error_responses(openapi: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tagline_contracts import topics
-from tagline_testing.apifuzz import ApiCase, call, cases, load_schema, validate
+from tagline_testing.apifuzz import ApiCase, call, cases, examples, load_schema, validate
 from tagline_testing.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ async def api(start_ingest: Any, kafka_bootstrap: str) -> AsyncIterator[Api]:
     assert await read_topic(kafka_bootstrap, topic, count=1, timeout_s=2.0) == [], "nothing is published"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 async def test_every_operation_answers_as_documented(api: Api, data: st.DataObject) -> None:
     case = data.draw(api.cases, label="case")

@@ -25,13 +25,16 @@ from hypothesis import strategies as st
 from tagline_contracts import topics
 from tagline_contracts.envelope import LineEventReceived, new_event_id
 from tagline_contracts.signature import sign
+from tagline_testing.apifuzz import examples
 from tagline_testing.kafka import read_topic
 from tagline_testing.webhook import WebhookBuilder
 from tagline_testing.webhook_samples import SAMPLES
 
 pytestmark = pytest.mark.integration
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 SECRET = "0123456789abcdef0123456789abcdef"  # the MAIN channel of the ingest conftest
 OTHER_SECRET = "fedcba9876543210fedcba9876543210"  # a configured channel, but not this one
 URL = "/line/webhook/1234567890"
@@ -229,7 +232,7 @@ async def test_random_json_values(fuzz: Fuzzed, value: Any, ascii_only: bool) ->
     assert await fuzz.signed(body) == 400  # a random value is never a webhook (it has no "destination")
 
 
-@settings(FUZZ, max_examples=500)
+@settings(FUZZ, max_examples=examples(500))
 @given(webhook=mutated_webhooks(), ascii_only=st.booleans())
 async def test_mutated_webhooks_are_accepted_whole_or_rejected_whole(
     fuzz: Fuzzed, webhook: tuple[dict[str, Any], list[str]], ascii_only: bool
@@ -304,7 +307,7 @@ async def test_invalid_utf8_with_a_correct_signature(
     )
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=examples(100))
 @given(
     depth=st.integers(200, 100_000),
     opener=st.sampled_from([b"[", b'{"a":', b'{"destination":"U","events":[', b" [\n"]),

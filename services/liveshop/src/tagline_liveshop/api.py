@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from tagline_liveshop.service import LiveshopService
 
 MAX_PAGE = 1_000
+# Bodies with numbers say allow_inf_nan=False, and every number has an upper bound: NaN, Infinity (1e999) and
+# integers past 64 bits parse, but MongoDB cannot store them (a 500), nor sums that overflow.
+MAX_MONEY = 1_000_000_000
+MAX_UNITS = 1_000_000_000
+Units = Annotated[int, Field(le=MAX_UNITS)]
 CHANGE = {**NOT_FOUND, **CONFLICT}
 """A change to a session answers these besides success: unknown session or order, a state that forbids it."""
 CODE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
@@ -49,19 +54,19 @@ def _fold(text: str) -> str:
 
 
 class ProductSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     code: str = Field(description="what buyers type, e.g. A01 (letters, digits, _)")
     name: str = Field(min_length=1, max_length=100)
-    price: float = Field(ge=0)
-    stock: int | dict[str, int] = Field(
+    price: float = Field(ge=0, le=MAX_MONEY)
+    stock: Units | dict[str, Units] = Field(
         description="units; for a product with variants either per variant name or the same for each"
     )
     aliases: list[str] = Field(default_factory=list, max_length=20)
     variants: list[str] = Field(
         default_factory=list, max_length=50, description='variant names made of words, e.g. "紅 L"'
     )
-    per_buyer_limit: int | None = Field(default=None, ge=1)
+    per_buyer_limit: int | None = Field(default=None, ge=1, le=MAX_UNITS)
 
     @field_validator("code")
     @classmethod
@@ -123,13 +128,13 @@ class ProductSpec(BaseModel):
 
 
 class SessionTerms(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     reservation_minutes: float = Field(
         default=30, gt=0, le=7 * 24 * 60, description="unpaid orders expire after"
     )
     points_rate: float = Field(default=0.01, ge=0, le=1, description="LINE POINTS per NT$ paid (0.01 = 1 %)")
-    points_cap: int | None = Field(default=None, ge=0, description="most points per order")
+    points_cap: int | None = Field(default=None, ge=0, le=MAX_MONEY, description="most points per order")
     checkout_url_template: str = Field(default=DEFAULT_CHECKOUT_URL, max_length=500)
     confirmation_template: str = Field(default=DEFAULT_CONFIRMATION, max_length=2_000)
 
@@ -141,12 +146,12 @@ class SessionSpec(SessionTerms):
 
 
 class SessionPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     reservation_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     points_rate: float | None = Field(default=None, ge=0, le=1)
-    points_cap: int | None = Field(default=None, ge=0)
+    points_cap: int | None = Field(default=None, ge=0, le=MAX_MONEY)
     checkout_url_template: str | None = Field(default=None, max_length=500)
     confirmation_template: str | None = Field(default=None, max_length=2_000)
 
@@ -166,12 +171,12 @@ class RestockRequest(BaseModel):
 
 
 class StatusRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     status: OrderStatus
-    amount_paid: float | None = Field(default=None, ge=0)
-    discount: float = Field(default=0, ge=0)
-    shipping_fee: float = Field(default=0, ge=0)
+    amount_paid: float | None = Field(default=None, ge=0, le=MAX_MONEY)
+    discount: float = Field(default=0, ge=0, le=MAX_MONEY)
+    shipping_fee: float = Field(default=0, ge=0, le=MAX_MONEY)
     reason: str | None = Field(default=None, max_length=500)
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from tagline_liveshop.api import register_routes
 from tagline_liveshop.service import LiveshopService
 from tagline_liveshop.settings import LiveshopSettings
-from tagline_platform.http_api import with_error_responses
+from tagline_platform.http_api import setup_errors
 from tagline_platform.tasks import utc_now
 
 
@@ -31,5 +31,5 @@ def create_app(settings: LiveshopSettings, *, clock: Callable[[], datetime] = ut
     api = FastAPI(title="Tagline liveshop", version="0.1.0", lifespan=lifespan)
     api.state.service = service
     register_routes(api, service)
-    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
+    setup_errors(api)
     return api

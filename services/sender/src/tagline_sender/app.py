@@ -8,7 +8,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from tagline_platform.http_api import with_error_responses
+from tagline_platform.http_api import setup_errors
 from tagline_platform.tasks import utc_now
 from tagline_sender.api import register_routes
 from tagline_sender.journeys_api import register_journey_routes
@@ -34,5 +34,5 @@ def create_app(
     api.state.service = service
     register_routes(api, service)
     register_journey_routes(api, service)
-    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
+    setup_errors(api)
     return api

@@ -145,7 +145,13 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         if tag.origin not in (TagOrigin.MANUAL, TagOrigin.IMPORT):
             raise HTTPException(status_code=422, detail="origin must be manual or import")
         grant = TagGrant(name=tag.name, origin=tag.origin, expires_at=tag.expires_at)
-        return await _publish_update(channel_id, MemberUpdated(user_id=user_id, tags_add=[grant]))
+        try:
+            update = MemberUpdated(user_id=user_id, tags_add=[grant])
+        except ValidationError as exc:  # the user id (over 100 characters): was a 500
+            raise HTTPException(
+                status_code=422, detail=exc.errors(include_url=False, include_context=False)
+            ) from exc
+        return await _publish_update(channel_id, update)
 
     @api.delete("/channels/{channel_id}/members/{user_id}/tags/{name}", status_code=202, tags=["members"])
     async def remove_tag(channel_id: str, user_id: str, name: str) -> dict[str, str]:

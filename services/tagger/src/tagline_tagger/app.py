@@ -8,7 +8,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from tagline_platform.http_api import with_error_responses
+from tagline_platform.http_api import setup_errors
 from tagline_platform.tasks import utc_now
 from tagline_tagger.api import register_routes
 from tagline_tagger.service import TaggerService
@@ -29,5 +29,5 @@ def create_app(settings: TaggerSettings, *, clock: Callable[[], datetime] = utc_
     api = FastAPI(title="Tagline tagger", version="0.1.0", lifespan=lifespan)
     api.state.service = service
     register_routes(api, service)
-    api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]
+    setup_errors(api)
     return api

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from tagline_contracts.attributes import TagName, TagOrigin, check_attribute_keys
-from tagline_contracts.base import Contract
+from tagline_contracts.base import Contract, check_storable
 from tagline_contracts.members import AttributeValue
 from tagline_contracts.orders import OrderEventKind
 from tagline_tagger.domain.activity import Activity, ActivityKind
@@ -102,6 +102,7 @@ class KeywordCondition(Contract):
             kind = message.get("type")
             if not isinstance(kind, str) or not kind:
                 raise ValueError(f"auto_reply[{i}]: a LINE message needs a string 'type'")
+            check_storable(message, f"auto_reply[{i}]")  # NaN, 1e999, huge ints, "$" keys: a 500 when stored
         return value
 
     @model_validator(mode="after")
