@@ -198,7 +198,7 @@ class Load:
         if any(i.kind == "status" for i in self.pending):
             return
         try:
-            orders = await _orders(shop, self.session_id)
+            orders = await shop.session_orders(self.session_id)
         except (httpx.HTTPError, AssertionError):
             return
         for order in orders:
@@ -227,18 +227,6 @@ class Load:
                 last_orders = started
             await self.flush_pending()
             await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
-
-
-async def _orders(shop: Client, sid: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    after: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 500} | ({"after": after} if after else {})
-        page = await shop.call("GET", f"/sessions/{sid}/orders", params=params)
-        found.extend(page["orders"])
-        after = page["next_after"]
-        if after is None:
-            return found
 
 
 # ---- faults ----------------------------------------------------------------------------------------------
@@ -416,7 +404,7 @@ async def test_nothing_lost_nothing_twice_under_faults(chaos_stack: Stack, kafka
             if (
                 not any(i.kind == "status" for i in load.pending)
                 and all(s == "archived" for s in load.statuses.values())
-                and len(load.statuses) >= len(await _orders(shop, sid))
+                and len(load.statuses) >= len(await shop.session_orders(sid))
             ):
                 break
             await asyncio.sleep(1.0)
@@ -524,7 +512,7 @@ async def _books(  # noqa: PLR0912, PLR0915 - one branch per kind of load item
                 by_kind["duplicated comment"] += 1
     await mongo.close()
     session = await shop.call("GET", f"/sessions/{load.session_id}")
-    orders = await _orders(shop, load.session_id)
+    orders = await shop.session_orders(load.session_id)
     sold = sum(o["units"] for o in orders if o["state"] not in ("cancelled", "expired", "returned"))
     stock = session["stock"]  # {sku: units left}
     left = sum(stock.values()) if isinstance(stock, dict) else sum(s["units"] for s in stock)

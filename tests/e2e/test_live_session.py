@@ -75,18 +75,6 @@ async def _statuses(producer: AIOKafkaProducer, stack: Stack, changes: list[dict
     await producer.flush()
 
 
-async def _orders(shop: Client, sid: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    after: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 500} | ({"after": after} if after else {})
-        page = await shop.call("GET", f"/sessions/{sid}/orders", params=params)
-        found.extend(page["orders"])
-        after = page["next_after"]
-        if after is None:
-            return found
-
-
 async def test_a_live_session_from_comments_to_points(  # noqa: PLR0915 - one story, told in order
     stack: Stack, kafka_producer: AIOKafkaProducer
 ) -> None:
@@ -134,7 +122,7 @@ async def test_a_live_session_from_comments_to_points(  # noqa: PLR0915 - one st
 
         await eventually(all_answered, timeout_s=120, what="every comment applied")
         phase("comments applied")
-        orders = await _orders(shop, sid)
+        orders = await shop.session_orders(sid)
         assert len(orders) == STOCK, "exactly the stock was sold"
         assert sum(sum(line["quantity"] for line in o["lines"]) for o in orders) == STOCK
         assert len({o["user_id"] for o in orders}) == STOCK

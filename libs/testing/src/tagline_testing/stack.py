@@ -304,5 +304,17 @@ class Client:
             raise AssertionError(f"{method} {path} -> {answer.status_code}: {answer.text[:500]}")
         return answer.json() if answer.content else None
 
+    async def session_orders(self, session_id: str) -> list[dict[str, Any]]:
+        """Every order of a live session (liveshop's paged ``GET /sessions/{id}/orders``)."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500} | ({"after": after} if after else {})
+            page = await self.call("GET", f"/sessions/{session_id}/orders", params=params)
+            found.extend(page["orders"])
+            after = page["next_after"]
+            if after is None:
+                return found
+
     async def close(self) -> None:
         await self._http.aclose()
