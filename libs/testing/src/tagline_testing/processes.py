@@ -87,6 +87,15 @@ class ServiceProcess:
         return entries
 
 
+def is_error(entry: dict[str, Any]) -> bool:
+    """A JSON log entry at error level or worse that a test should fail on.
+
+    aiokafka logs a leader election (a fresh topic, a broker restart) at error level and recovers by itself,
+    so its loggers do not count.
+    """
+    return entry.get("level") in ("error", "critical") and not str(entry.get("logger")).startswith("aiokafka")
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from tagline_testing.metrics import samples
-from tagline_testing.processes import free_port
+from tagline_testing.processes import free_port, is_error
 
 SERVICES = ("line-emu", "ingest", "tagger", "sender", "liveshop")
 MODULES = {
@@ -276,16 +276,13 @@ class Stack:
 
 
 def _is_error(line: str) -> bool:
-    """A JSON log line (``tagline_platform.logging``) at error level or worse, or a bare traceback."""
+    """A JSON log line that :func:`tagline_testing.processes.is_error` counts, or a bare traceback."""
     if line.startswith("{"):
         try:
             entry = json.loads(line)
         except ValueError:
             return False
-        # aiokafka logs a leader election or a broker restart at error level and recovers by itself
-        return entry.get("level") in ("error", "critical") and not str(entry.get("logger")).startswith(
-            "aiokafka"
-        )
+        return isinstance(entry, dict) and is_error(entry)
     return line.startswith("Traceback")
 
 
