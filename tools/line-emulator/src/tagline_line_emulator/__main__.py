@@ -1,7 +1,8 @@
 """``python -m tagline_line_emulator`` (or ``tagline-line-emulator``): the emulator as a standalone server.
 
 Options default from the environment: ``TAGLINE_EMULATOR_HOST`` (127.0.0.1), ``TAGLINE_EMULATOR_PORT`` (8090),
-``TAGLINE_EMULATOR_SPEC_PATH``, ``TAGLINE_EMULATOR_REPLY_TOKEN_TTL_S`` (30). SIGTERM or Ctrl-C stops it.
+``TAGLINE_EMULATOR_SPEC_PATH`` (the ``messaging-api.yml`` shipped with tagline-contracts),
+``TAGLINE_EMULATOR_REPLY_TOKEN_TTL_S`` (30). SIGTERM or Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import uvloop
 
@@ -36,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def run(emulator: Emulator, host: str, port: int, spec: Path) -> None:
+async def run(emulator: Emulator, host: str, port: int, spec: Traversable) -> None:
     """Serve until SIGTERM or SIGINT, then stop (pending fault sleeps end at once)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     spec = find_spec(args.spec_path)
-    emulator = Emulator(EmulatorConfig(reply_token_ttl_s=args.reply_token_ttl_s, spec_path=spec))
+    emulator = Emulator(EmulatorConfig(reply_token_ttl_s=args.reply_token_ttl_s, spec_path=args.spec_path))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run(emulator, args.host, args.port, spec))
 
