@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell deploy/local/ensure-uv)
 INFRA := python3 deploy/local/infra.py
 
-.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench chaos docs dlq
+.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench chaos docs dlq send-request
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -46,3 +46,8 @@ docs: sync  ## regenerate docs/api (AsyncAPI of every topic, OpenAPI of every HT
 
 dlq: sync  ## dead letters: make dlq ARGS="list" | ARGS="inspect send.requests.v1 0:42" | ARGS="replay send.requests.v1 --all --dry-run"
 	set -a; [ -f .local/infra/infra.env ] && . .local/infra/infra.env; set +a; $(UV) run python -m tagline_platform.dlq $(ARGS)
+
+CHANNEL ?= 1234567890
+send-request: sync  ## publish one send request: make send-request FILE=request.json [CHANNEL=1234567890] (FILE=- reads stdin)
+	@[ -n "$(FILE)" ] || { echo 'usage: make send-request FILE=<SendMessages JSON file, or - for stdin> [CHANNEL=<channel id>]' >&2; exit 2; }
+	set -a; [ -f .local/infra/infra.env ] && . .local/infra/infra.env; set +a; $(UV) run python -m tagline_sender.request --channel "$(CHANNEL)" "$(FILE)"

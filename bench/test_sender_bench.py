@@ -128,6 +128,8 @@ async def running_emulator() -> AsyncIterator[EmulatorProcess]:
             "tagline_line_emulator",
             "--port",
             str(port),
+            "--channels",  # each bench channel's access token is its channel id
+            json.dumps({channel: channel for channel in (CHANNEL, BASELINE_CHANNEL, WARM_UP_CHANNEL)}),
             "--log-level",
             "warning",
             cwd=ROOT,

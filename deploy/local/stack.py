@@ -40,7 +40,12 @@ SERVICES = (
     Service(
         "line-emu",
         "tagline_line_emulator",
-        {"TAGLINE_EMULATOR_HOST": "127.0.0.1", "TAGLINE_EMULATOR_PORT": "8090"},
+        {
+            "TAGLINE_EMULATOR_HOST": "127.0.0.1",
+            "TAGLINE_EMULATOR_PORT": "8090",
+            # the sender's file: the emulator learns which channel the sender's access token belongs to
+            "TAGLINE_EMULATOR_CHANNELS_FILE": str(ROOT / "deploy" / "local" / "dev-sender-channels.json"),
+        },
     ),
     Service(
         "ingest",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import typing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from tagline_contracts import line_openapi
 from tagline_contracts import webhook as wh
 from tagline_contracts.base import dump_line
 from tagline_contracts.webhook import (
@@ -50,30 +49,15 @@ from tagline_testing.webhook_samples import (
 # ----------------------------------------------------------------------------------------------------
 # The spec
 
-SPEC_ENV = "TAGLINE_LINE_OPENAPI_DIR"
-SPEC_RELATIVE = Path("shared") / "line-openapi" / "webhook.yml"
-
-
-def _spec_candidates() -> list[Path]:
-    """``$TAGLINE_LINE_OPENAPI_DIR/webhook.yml``, else ``shared/`` next to the repo (or any ancestor)."""
-    if override := os.environ.get(SPEC_ENV):
-        return [Path(override) / SPEC_RELATIVE.name]
-    return [parent / SPEC_RELATIVE for parent in Path(__file__).resolve().parents]
-
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    candidates = _spec_candidates()
-    for path in candidates:
-        if path.is_file():
-            loaded: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-            schemas: dict[str, Any] = loaded["components"]["schemas"]
-            return schemas
-    tried = "\n  ".join(str(p) for p in candidates)
-    pytest.fail(
-        f"LINE's webhook.yml not found; expected the 'shared' directory beside the repo, or set {SPEC_ENV}. "
-        f"Tried:\n  {tried}"
+    """The component schemas of LINE's webhook.yml (package data of tagline-contracts)."""
+    loaded: dict[str, Any] = yaml.safe_load(
+        line_openapi.spec(line_openapi.WEBHOOK).read_text(encoding="utf-8")
     )
+    schemas: dict[str, Any] = loaded["components"]["schemas"]
+    return schemas
 
 
 def _ref_name(ref: str) -> str:

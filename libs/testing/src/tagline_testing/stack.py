@@ -69,6 +69,7 @@ class StackConfig:
     workdir: Path
     channel_id: str = "1234567890"
     channel_secret: str = "0123456789abcdef0123456789abcdef"  # noqa: S105 - a test channel
+    access_token: str = "e2e-token-1234567890"  # noqa: S105 - the sender's token; the emulator maps it to the id
     partitions: int = 3
     overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Extra environment per service name (wins over the defaults here)."""
@@ -81,6 +82,12 @@ class Stack:
         self.clock_file = config.workdir / "sender-clock-offset"
         self.clock_file.write_text("0", encoding="utf-8")
         self._offset_s = 0.0
+        # one file tells the sender its channel's access token and the emulator which channel that token is
+        self.channels_file = config.workdir / "sender-channels.json"
+        self.channels_file.write_text(
+            json.dumps({config.channel_id: {"access_token": config.access_token, "timezone": "Asia/Taipei"}}),
+            encoding="utf-8",
+        )
         self.procs = {name: self._describe(name) for name in SERVICES}
 
     # ---- configuration -----------------------------------------------------------------------------------
@@ -99,7 +106,11 @@ class Stack:
         }
         env: dict[str, str]
         if name == "line-emu":
-            env = {"TAGLINE_EMULATOR_HOST": "127.0.0.1", "TAGLINE_EMULATOR_PORT": str(port)}
+            env = {
+                "TAGLINE_EMULATOR_HOST": "127.0.0.1",
+                "TAGLINE_EMULATOR_PORT": str(port),
+                "TAGLINE_EMULATOR_CHANNELS_FILE": str(self.channels_file),
+            }
         elif name == "ingest":
             secrets = c.workdir / "channel-secrets.json"
             secrets.write_text(json.dumps({c.channel_id: c.channel_secret}), encoding="utf-8")
@@ -117,17 +128,12 @@ class Stack:
                 "TAGLINE_TAGGER_RULES_REFRESH_S": "0.5",
             }
         elif name == "sender":
-            channels = c.workdir / "sender-channels.json"
-            channels.write_text(
-                json.dumps({c.channel_id: {"access_token": c.channel_id, "timezone": "Asia/Taipei"}}),
-                encoding="utf-8",
-            )
             env = {
                 **common,
                 "TAGLINE_SENDER_PORT": str(port),
                 "TAGLINE_SENDER_DATABASE": self.database("sender"),
                 "TAGLINE_SENDER_GROUP_ID": f"{c.namespace}sender",
-                "TAGLINE_SENDER_CHANNELS_FILE": str(channels),
+                "TAGLINE_SENDER_CHANNELS_FILE": str(self.channels_file),
                 "TAGLINE_SENDER_CLOCK_OFFSET_FILE": str(self.clock_file),
                 "TAGLINE_SENDER_POLL_INTERVAL_S": "0.2",
                 "TAGLINE_SENDER_QUOTA_REFRESH_S": "1",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -66,14 +66,28 @@ def _bad_request(exc: Exception) -> HTTPException:
 
 
 def create_control_app(emulator: Emulator) -> FastAPI:  # noqa: PLR0915 - one short route per emulator feature
+    emu = emulator
+
+    def known_channel(request: Request) -> None:
+        """Channels are keyed by channel id only: an access token or a typo in a path is a 404, not an empty
+        answer about a channel that does not exist."""
+        channel = request.path_params.get("channel")
+        if channel is not None and not emu.knows(channel):
+            known = sorted(emu.config.channels or ())
+            raise HTTPException(
+                status_code=404,
+                detail=f"no channel {channel!r}: the channels are {known} (a channel is named by its id, "
+                "not by its access token)",
+            )
+
     app = FastAPI(
         title="LINE emulator control API",
         docs_url="/_emulator/docs",
         openapi_url="/_emulator/openapi.json",
         redoc_url=None,
+        dependencies=[Depends(known_channel)],
     )
     prefix = "/_emulator"
-    emu = emulator
 
     @app.get(prefix + "/health")
     async def health() -> dict[str, Any]:

@@ -52,16 +52,29 @@ _LANGUAGES = ("zh-TW", "en", "ja", "th")
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """``rate_limits`` override the defaults per endpoint (``RateLimit`` or ``(limit, window_s)``).
-    ``tokens`` maps access tokens to channel ids; with ``accept_any_token`` another token is its own channel.
+
+    ``channels`` is ``{channel id: access token}``: the channels this LINE platform has. Everything about a
+    channel (quota, deliveries, reply tokens, points, the control API's paths) is keyed by its channel id; a
+    bearer token names the channel it belongs to, another token gets LINE's 401, and the control and POINTS
+    APIs answer an unknown channel id with an error. ``None`` (the default): any bearer token is accepted and
+    is itself the channel id, for tests that use the channel id as the access token.
     """
 
     reply_token_ttl_s: float = 30.0
     rate_limits: Mapping[str, RateLimit | tuple[int, float]] = field(default_factory=dict)
     spec_path: str | Path | None = None
-    accept_any_token: bool = True
-    tokens: Mapping[str, str] = field(default_factory=dict)
+    channels: Mapping[str, str] | None = None
     retry_key_ttl_s: float = RETRY_KEY_TTL_S
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.channels is None:
+            return
+        for channel, token in self.channels.items():
+            if not channel or not token:
+                raise ValueError("a channel needs a non-empty channel id and access token")
+        if len(set(self.channels.values())) < len(self.channels):
+            raise ValueError("two channels have the same access token")
 
     def effective_rate_limits(self) -> dict[str, RateLimit]:
         limits = dict(DEFAULT_RATE_LIMITS)
@@ -153,6 +166,7 @@ class Emulator:
         self._clock = clock
         self._wall_clock = wall_clock
         self._validator = BodyValidator.load(self.config.spec_path)
+        self._channel_of_token = {token: channel for channel, token in (self.config.channels or {}).items()}
         self._message_ids = count(600_000_000_000_000_001)
         self._handlers: dict[str, Callable[[Exchange, float], Answer]] = {
             ep.REPLY: self._reply,
@@ -284,6 +298,10 @@ class Emulator:
 
     # --- request processing -------------------------------------------------------------------------------
 
+    def knows(self, channel: str) -> bool:
+        """Whether ``channel`` is a channel id of this platform (always, when no channels are configured)."""
+        return self.config.channels is None or channel in self.config.channels
+
     def authenticate(self, authorization: str | None) -> str | None:
         """The channel id for an ``Authorization`` header value, or None when it is not accepted."""
         if not authorization:
@@ -292,10 +310,9 @@ class Emulator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
-        channel = self.config.tokens.get(token)
-        if channel is not None:
-            return channel
-        return token if self.config.accept_any_token else None
+        if self.config.channels is None:
+            return token
+        return self._channel_of_token.get(token)
 
     def begin(self, call: Call) -> Exchange:
         """Record the request, authenticate it, and pick the fault to apply to it (if any)."""
@@ -522,6 +539,8 @@ class Emulator:
             request, errors = GrantRequest.parse(json.loads(call.body))
         except (ValueError, UnicodeDecodeError):
             request, errors = None, [("Invalid JSON", "")]
+        if request is not None and not self.knows(request.channel_id):
+            request, errors = None, [("is not a channel of this platform", "channelId")]
         if request is None:
             raise _Rejected(
                 400,

@@ -18,10 +18,10 @@ Errors come out in LINE's shape: ``{"message": "...", "property": "messages[0].t
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ import yaml
 from jsonschema import Draft4Validator, ValidationError, validators  # type: ignore[import-untyped]
 from jsonschema.protocols import Validator  # type: ignore[import-untyped]
 
+from tagline_contracts import line_openapi
+
 SPEC_ENV = "TAGLINE_EMULATOR_SPEC_PATH"
-SPEC_RELATIVE = Path("shared") / "line-openapi" / "messaging-api.yml"
 
 # operationId of the request bodies the emulator validates, by emulator endpoint name
 OPERATIONS: dict[str, str] = {
@@ -73,25 +74,17 @@ class ErrorDetail:
         return {"message": self.message, "property": self.property}
 
 
-def find_spec(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The spec file: ``explicit``, else ``$TAGLINE_EMULATOR_SPEC_PATH``, else ``shared/line-openapi/…`` in
-    an ancestor of this package or of the working directory (the repository's sibling ``shared/``)."""
+def find_spec(explicit: str | os.PathLike[str] | None = None) -> Traversable:
+    """The spec file: ``explicit``, else ``$TAGLINE_EMULATOR_SPEC_PATH``, else the ``messaging-api.yml``
+    shipped with ``tagline-contracts`` (:mod:`tagline_contracts.line_openapi`)."""
     if explicit is None:
         explicit = os.environ.get(SPEC_ENV) or None
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise SpecNotFound(f"LINE OpenAPI spec not found at {path}")
-        return path
-    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
-    for start in starts:
-        for directory in (start, *start.parents):
-            candidate = directory / SPEC_RELATIVE
-            if candidate.is_file():
-                return candidate
-    raise SpecNotFound(
-        f"{SPEC_RELATIVE} not found above {starts[0]} nor above {starts[1]}; pass spec_path or set {SPEC_ENV}"
-    )
+    if explicit is None:
+        return line_openapi.spec(line_openapi.MESSAGING_API)
+    path = Path(explicit)
+    if not path.is_file():
+        raise SpecNotFound(f"LINE OpenAPI spec not found at {path}")
+    return path
 
 
 def property_path(path: Sequence[str | int]) -> str:
@@ -331,15 +324,18 @@ class BodyValidator:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> BodyValidator:
-        """The validator for the spec at ``path`` (see :func:`find_spec`); cached per resolved file."""
-        return _load_cached(find_spec(path).resolve())
+        """The validator for the spec at ``path`` (see :func:`find_spec`); compiled once per file."""
+        source = find_spec(path)
+        key = str(source.resolve()) if isinstance(source, Path) else str(source)
+        validator = _COMPILED.get(key)
+        if validator is None:
+            with source.open("rb") as handle:
+                spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+            validator = _COMPILED[key] = BodyValidator(spec)
+        return validator
 
 
-@functools.cache
-def _load_cached(path: Path) -> BodyValidator:
-    with path.open("rb") as handle:
-        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    return BodyValidator(spec)
+_COMPILED: dict[str, BodyValidator] = {}
 
 
 def _request_schemas(spec: Mapping[str, Any]) -> dict[str, str]:

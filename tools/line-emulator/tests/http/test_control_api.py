@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 
-from tagline_line_emulator import Emulator
+from tagline_line_emulator import Emulator, EmulatorConfig, serve
 
 Text = Callable[[str], list[dict[str, str]]]
 C = "/_emulator"
@@ -146,3 +147,53 @@ async def test_control_api_documents_itself(http: aiohttp.ClientSession) -> None
     async with http.get(f"{C}/docs") as resp:
         assert resp.status == 200
         assert f"{C}/openapi.json" in await resp.text()
+
+
+async def test_one_channel_has_one_key_whatever_api_names_it() -> None:
+    """The sender names its channel by access token, liveshop's POINTS grants by channel id: both land under
+    the channel id, and the access token is not a second key of the control API."""
+    channel, token = "1234567890", "dev-token-1234567890"
+    emu = Emulator(EmulatorConfig(channels={channel: token}))
+    auth = {"Authorization": f"Bearer {token}"}
+    message = [{"type": "text", "text": "hi"}]
+    async with serve(emu) as server, aiohttp.ClientSession(base_url=server.url) as http:
+        async with http.post(
+            "/v2/bot/message/push", json={"to": "U1", "messages": message}, headers=auth
+        ) as r:
+            assert r.status == 200
+        async with http.post(f"{C}/channels/{channel}/reply-tokens", json={"userId": "U2"}) as r:
+            reply_token = (await r.json())["replyToken"]
+        reply = {"replyToken": reply_token, "messages": message}
+        async with http.post("/v2/bot/message/reply", json=reply, headers=auth) as r:
+            assert r.status == 200
+        grant = {"channelId": channel, "userId": "U1", "amount": 10, "reference": "order-1"}
+        async with http.post("/v1/points/grants", json=grant, headers={"Idempotency-Key": "k1"}) as r:
+            assert r.status == 200
+        async with http.get(f"{C}/channels/{channel}/deliveries") as r:
+            assert (await r.json())["deliveries"] == {"U1": 1, "U2": 1}
+        async with http.get(f"{C}/channels/{channel}/points") as r:
+            assert [g["userId"] for g in (await r.json())["grants"]] == ["U1"]
+        async with http.get(f"{C}/channels/{channel}") as r:
+            assert (await r.json())["totalUsage"] == 1
+        for wrong in (token, "0000000000"):
+            async with http.get(f"{C}/channels/{wrong}/points") as r:
+                assert r.status == 404
+                assert "1234567890" in (await r.json())["detail"]
+        stranger = {**grant, "channelId": token}
+        async with http.post("/v1/points/grants", json=stranger, headers={"Idempotency-Key": "k2"}) as r:
+            assert r.status == 400
+            assert (await r.json())["details"] == [
+                {"message": "is not a channel of this platform", "property": "channelId"}
+            ]
+        bad = {"Authorization": "Bearer 1234567890"}  # the channel id is not its access token
+        async with http.post(
+            "/v2/bot/message/push", json={"to": "U1", "messages": message}, headers=bad
+        ) as r:
+            assert r.status == 401
+    assert emu.deliveries(channel) == {"U1": 1, "U2": 1}
+    assert emu.deliveries(token) == {}
+
+
+def test_two_channels_cannot_share_an_access_token() -> None:
+    with pytest.raises(ValueError, match="same access token"):
+        EmulatorConfig(channels={"1": "t", "2": "t"})

@@ -232,7 +232,7 @@ async def test_blocked_users_get_nothing_and_cost_nothing(
 
 
 async def test_strict_token_map() -> None:
-    emu = Emulator(EmulatorConfig(tokens={"tok-a": "1000000001"}, accept_any_token=False))
+    emu = Emulator(EmulatorConfig(channels={"1000000001": "tok-a"}))
     async with serve(emu) as server, aiohttp.ClientSession(base_url=server.url) as session:
         async with session.get("/v2/bot/message/quota", headers={"Authorization": "Bearer tok-a"}) as resp:
             assert resp.status == 200

@@ -68,8 +68,10 @@ def test_retry_key_is_forgotten_after_24_hours(make_emulator: MakeEmulator, cloc
     assert emu.deliveries(CHANNEL) == {"U1": 2}
 
 
-def test_token_map_names_the_channel_and_strict_mode_refuses_others(make_emulator: MakeEmulator) -> None:
-    emu = make_emulator(tokens={"secret-token": "2000000001"}, accept_any_token=False)
+def test_configured_channels_name_the_channel_of_a_token_and_refuse_others(
+    make_emulator: MakeEmulator,
+) -> None:
+    emu = make_emulator(channels={"2000000001": "secret-token"})
     assert emu.authenticate("Bearer secret-token") == "2000000001"
     assert emu.authenticate("Bearer other") is None
     assert emu.authenticate("Basic secret-token") is None

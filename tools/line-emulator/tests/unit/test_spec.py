@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tagline_contracts import line_openapi
 from tagline_line_emulator.spec import BodyValidator, SpecNotFound, find_spec, property_path
 
 
@@ -195,6 +196,11 @@ def test_find_spec_explicit_env_and_missing(tmp_path: Path, monkeypatch: pytest.
         find_spec(tmp_path / "nope.yml")
 
 
-def test_default_spec_is_the_shared_one() -> None:
+def test_default_spec_is_the_one_shipped_with_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAGLINE_EMULATOR_SPEC_PATH", raising=False)
+    monkeypatch.chdir("/")  # found through the package, not from the working directory
     found = find_spec()
-    assert found.parts[-3:] == ("shared", "line-openapi", "messaging-api.yml")
+    assert found == line_openapi.spec("messaging-api.yml")
+    assert found.is_file()
+    assert str(found).endswith("tagline_contracts/line_openapi/messaging-api.yml")
+    assert BodyValidator.load().validate("push", {"to": "U1", "messages": []}) != []
