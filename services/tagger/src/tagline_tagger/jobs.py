@@ -29,7 +29,15 @@ from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.member import member_key
-from tagline_tagger.domain.rfm import RfmModel, fit, score_all
+from tagline_tagger.domain.rfm import (
+    DEFAULT_THRESHOLDS,
+    MIN_QUINTILE_POPULATION,
+    AbsoluteThresholds,
+    RfmModel,
+    days_since,
+    fit,
+    score_all,
+)
 from tagline_tagger.domain.rules import Rule, RuleSet
 from tagline_tagger.metrics import TaggerMetrics
 from tagline_tagger.pipeline import PublishAll
@@ -105,16 +113,21 @@ class RfmJob:
         *,
         topic_of: Callable[[str], str],
         metrics: TaggerMetrics,
+        min_population: int = MIN_QUINTILE_POPULATION,
+        thresholds: AbsoluteThresholds = DEFAULT_THRESHOLDS,
     ) -> None:
         self._store = store
         self._models = models
         self._publish_all = publish_all
         self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
         self._metrics = metrics
+        self._min_population = min_population
+        self._thresholds = thresholds
 
     async def recompute(self, channel_id: str, now: datetime) -> RfmRun:
-        """Fit quintiles on every buyer of the channel, store the model, and send each buyer whose scores
-        changed an ``RfmScored`` (applied by the pipeline; scores of a newer model are never replaced)."""
+        """Make the channel's model from every buyer (quintiles from ``min_population`` buyers on, else the
+        absolute thresholds), store it, and send each buyer whose scores changed an ``RfmScored`` (applied by
+        the pipeline; scores of a newer model are never replaced)."""
         started = time.perf_counter()
         users: list[str] = []
         recency_days: list[float] = []
@@ -124,12 +137,19 @@ class RfmJob:
         async for doc in self._store.rfm_rows(channel_id):
             rfm = doc["rfm"]
             users.append(doc["user_id"])
-            recency_days.append(max(0.0, (now - rfm["last_order_at"]).total_seconds() / 86_400))
+            recency_days.append(days_since(rfm["last_order_at"], now))
             orders.append(rfm["orders"])
             monetary.append(rfm["monetary"])
             current.append((rfm.get("r"), rfm.get("f"), rfm.get("m")))
         scanned = time.perf_counter()
-        model = fit(recency_days, orders, monetary, now)
+        model = fit(
+            recency_days,
+            orders,
+            monetary,
+            now,
+            min_population=self._min_population,
+            thresholds=self._thresholds,
+        )
         scores = score_all(model, recency_days, orders, monetary)
         await self._store.save_rfm_model(channel_id, model)
         self._models.put(channel_id, model)
@@ -176,6 +196,7 @@ class RfmJob:
             extra={
                 "channel_id": channel_id,
                 "buyers": run.buyers,
+                "scoring": model.scoring,
                 "changed": changed,
                 "seconds": run.seconds,
             },

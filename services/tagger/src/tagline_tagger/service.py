@@ -90,7 +90,13 @@ class TaggerService:
             reply_ttl=timedelta(seconds=settings.reply_ttl_s),
         )
         self.rfm = RfmJob(
-            self.store, self.models, self.publish_all, topic_of=settings.topic, metrics=self.metrics
+            self.store,
+            self.models,
+            self.publish_all,
+            topic_of=settings.topic,
+            metrics=self.metrics,
+            min_population=settings.rfm_min_population,
+            thresholds=settings.rfm_thresholds,
         )
         self.sweeper = Sweeper(self.store, self.publish_all, topic_of=settings.topic)
         self._tasks: list[asyncio.Task[None]] = []

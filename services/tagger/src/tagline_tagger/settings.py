@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from tagline_platform.settings import ServiceSettings
+from tagline_tagger.domain.rfm import DEFAULT_THRESHOLDS, MIN_QUINTILE_POPULATION, AbsoluteThresholds
 
 
 class TaggerSettings(ServiceSettings):
@@ -30,6 +31,16 @@ class TaggerSettings(ServiceSettings):
         default=86_400.0,
         gt=0,
         description="How often each channel's RFM model is recomputed (on demand too: .../rfm/recompute).",
+    )
+    rfm_min_population: int = Field(
+        default=MIN_QUINTILE_POPULATION,
+        ge=1,
+        description="Buyers a channel needs for quintile RFM scores; below it the absolute thresholds apply.",
+    )
+    rfm_thresholds: AbsoluteThresholds = Field(
+        default=DEFAULT_THRESHOLDS,
+        description="RFM cut points below the minimum population: JSON {recency_days, frequency, monetary}, "
+        "four ascending numbers each.",
     )
     reply_ttl_s: float = Field(default=25.0, gt=0, description="Auto-replies to older messages are not sent.")
     jobs: bool = Field(default=True, description="Run the scheduled jobs (sweep, coverage, RFM) here.")
