@@ -668,6 +668,7 @@ async def test_rfm_recompute_of_n_buyers(
         topic_namespace=namespace,
         topic_partitions=PARTITIONS,
         group_id=f"{namespace}tagger",
+        channels=[CHANNEL],
     )
     service = TaggerService(settings, clock=lambda: work.now)
     topic = settings.topic(topics.MEMBER_ATTRIBUTES)

@@ -24,6 +24,8 @@ from tagline_contracts.attributes import (
     RfmScoredEvent,
     TagGrant,
 )
+from tagline_contracts.members import FollowState
+from tagline_contracts.segments import FollowCondition, to_mongo_query
 from tagline_contracts.sending import SendOutcome, SendResulted
 from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
@@ -209,14 +211,20 @@ class Sweeper:
     removes the expired tags (and publishes the change), done by the member's owner like any other input."""
 
     def __init__(
-        self, store: TaggerStore, publish_all: PublishAll, *, topic_of: Callable[[str], str]
+        self,
+        store: TaggerStore,
+        publish_all: PublishAll,
+        channels: frozenset[str],
+        *,
+        topic_of: Callable[[str], str],
     ) -> None:
         self._store = store
         self._publish_all = publish_all
+        self._channels = sorted(channels)
         self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
 
     async def sweep(self, now: datetime, limit: int = 50_000) -> int:
-        found = await self._store.members_with_expired_tags(now, limit)
+        found = await self._store.members_with_expired_tags(now, limit, channels=self._channels)
         minute = now.strftime("%Y%m%dT%H%M")
         messages = [
             Outgoing.of(
@@ -244,6 +252,9 @@ class Coverage:
     by_origin: dict[str, int]
     by_tag: dict[str, int]
     computed_at: datetime
+    unknown_follow_state: int = 0
+    """Members whose follow state Tagline has not seen (imported or tagged with ``?create=true`` before any
+    event of theirs): in neither ``followed`` nor ``tagged``, since they may not be friends (any more)."""
 
     @staticmethod
     def ratio(part: int, whole: int) -> float:
@@ -255,6 +266,7 @@ class Coverage:
             "followed": self.followed,
             "tagged": self.tagged,
             "coverage": self.ratio(self.tagged, self.followed),
+            "unknown_follow_state": self.unknown_follow_state,
             "by_origin": {
                 o: {"members": n, "coverage": self.ratio(n, self.followed)}
                 for o, n in sorted(self.by_origin.items())
@@ -281,7 +293,9 @@ async def compute_coverage(store: TaggerStore, channel_id: str, now: datetime) -
             by_tag[name] = by_tag.get(name, 0) + 1
         for origin in doc.get("tag_origins") or []:
             by_origin[origin] = by_origin.get(origin, 0) + 1
-    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now)
+    unknown = to_mongo_query(FollowCondition(state=FollowState.UNKNOWN), now=now, today=now.date())
+    unknown_count = await store.count_members(channel_id, unknown)
+    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now, unknown_count)
 
 
 def publish_coverage(metrics: TaggerMetrics, coverage: Coverage) -> None:
