@@ -87,7 +87,7 @@ async def test_the_tagger_refuses_to_start_without_a_channel(tagger_settings: An
         with pytest.raises(ConfigurationError, match="TAGLINE_TAGGER_CHANNELS"):
             await service.start()
     finally:
-        await service.mongo.close()
+        await service.stop()  # also when it did start
 
 
 async def test_a_member_tagline_never_saw_is_tagged_only_when_asked_to_create_it(
