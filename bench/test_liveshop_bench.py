@@ -157,7 +157,7 @@ def initial_stock() -> dict[str, int]:
 
 TEXTS: tuple[tuple[str, float, bool], ...] = (
     ("+1", 38, True),  # the featured product (A01)
-    ("+2", 6, True),
+    ("+2", 5, True),
     ("＋１", 3, True),  # full-width
     ("A03+2", 5, True),
     ("A01 x2", 3, True),
@@ -179,7 +179,8 @@ TEXTS: tuple[tuple[str, float, bool], ...] = (
     ("好美", 3, False),
     ("主播好漂亮", 2, False),
     ("請問有現貨嗎？", 1, False),
-    ("+1 好可愛", 1, False),  # an unknown word: the whole comment is chat
+    ("+1 好可愛", 1, True),  # chatter after the order: one of the featured product
+    ("樓上+1", 1, False),  # "me too" before the +1: chat
     ("A01 是什麼顏色", 1, False),
     ("123", 1, False),
     ("哈哈哈", 1, False),

@@ -69,7 +69,7 @@ from tagline_contracts.members import (
 from tagline_platform.kafka import Outgoing, create_producer, ensure_topics
 from tagline_tagger.adapters.mongo import TaggerStore, member_to_doc
 from tagline_tagger.domain.member import SEEN_IDS, Member, Rfm, TagRecord, member_key
-from tagline_tagger.domain.rfm import RfmModel, RfmScore, fit, score_all
+from tagline_tagger.domain.rfm import RfmModel, RfmScore, days_since, fit, score_all
 from tagline_tagger.jobs import ModelCache, RfmJob, RfmRun
 from tagline_tagger.pipeline import MEMBER_TOPICS
 from tagline_tagger.service import TaggerService
@@ -149,7 +149,7 @@ def make_buyers(count: int, now: datetime, rng: random.Random) -> Buyers:
 
 def fit_and_score(buyers: Buyers, now: datetime) -> tuple[RfmModel, list[RfmScore], float]:
     """What the job computes between its scan and its publishing, alone: ``fit`` and ``score_all``."""
-    recency_days = [max(0.0, (now - at).total_seconds() / 86_400) for at in buyers.last_order_at]
+    recency_days = [days_since(at, now) for at in buyers.last_order_at]  # as the job measures them
     started = time.perf_counter()
     model = fit(recency_days, buyers.orders, buyers.monetary, now)
     scores = score_all(model, recency_days, buyers.orders, buyers.monetary)
@@ -668,6 +668,7 @@ async def test_rfm_recompute_of_n_buyers(
         topic_namespace=namespace,
         topic_partitions=PARTITIONS,
         group_id=f"{namespace}tagger",
+        channels=[CHANNEL],
     )
     service = TaggerService(settings, clock=lambda: work.now)
     topic = settings.topic(topics.MEMBER_ATTRIBUTES)

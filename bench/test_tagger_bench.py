@@ -678,6 +678,7 @@ async def run_tagger(
         "TAGLINE_TAGGER_PORT": str(port),
         "TAGLINE_TAGGER_DATABASE": setup.database,
         "TAGLINE_TAGGER_GROUP_ID": f"{setup.namespace}tagger",
+        "TAGLINE_TAGGER_CHANNELS": json.dumps([CHANNEL]),
     }
     lag: Lag | None = None
     launched = time.perf_counter()

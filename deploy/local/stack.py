@@ -3,11 +3,11 @@
     make run            (= uv run python deploy/local/stack.py)
 
 Services read the servers' addresses from ``.local/infra/infra.env``. Without channel settings in the
-environment, ingest and sender use the development channel in ``deploy/local/dev-channels.json`` and
-``dev-sender-channels.json``, and the sender talks to the LINE API emulator on port 8090, never to LINE.
-The tagger needs no channel settings (it never calls LINE: its auto-replies go to the sender as send
-requests), nor does liveshop (its confirmations are send requests too; it grants LINE POINTS through the
-emulator's endpoint).
+environment, ingest, sender and tagger use the development channel in ``deploy/local/dev-channels.json``,
+``dev-sender-channels.json`` and ``dev-tagger-channels.json`` (ids only: the tagger never calls LINE, its
+auto-replies go to the sender as send requests), and the sender talks to the LINE API emulator on port 8090,
+never to LINE. Liveshop needs no channel settings (its confirmations are send requests too; it grants LINE
+POINTS through the emulator's endpoint).
 """
 
 from __future__ import annotations
@@ -69,7 +69,11 @@ SERVICES = (
     Service(
         "tagger",
         "tagline_tagger",
-        {"TAGLINE_TAGGER_HOST": "127.0.0.1", "TAGLINE_TAGGER_PORT": "8082"},
+        {
+            "TAGLINE_TAGGER_HOST": "127.0.0.1",
+            "TAGLINE_TAGGER_PORT": "8082",
+            "TAGLINE_TAGGER_CHANNELS_FILE": str(ROOT / "deploy" / "local" / "dev-tagger-channels.json"),
+        },
     ),
     Service(
         "liveshop",

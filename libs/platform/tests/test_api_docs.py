@@ -109,7 +109,7 @@ async def test_what_the_docs_say_each_service_publishes_is_what_it_creates_at_st
 
     script = load_script()
     apps = {
-        "tagger": create_tagger(TaggerSettings(topic_namespace="")),
+        "tagger": create_tagger(TaggerSettings(topic_namespace="", channels=["1234567890"])),
         "sender": create_sender(SenderSettings(topic_namespace="", journeys=True)),
         "liveshop": create_liveshop(LiveshopSettings(topic_namespace="")),
     }

@@ -54,6 +54,7 @@ def tagger_settings(
             "topic_namespace": namespace,
             "topic_partitions": PARTITIONS,
             "group_id": f"{namespace}tagger",
+            "channels": [CHANNEL],
             "batch_timeout_ms": 20,
             "rules_refresh_s": 0.2,
             "sweep_interval_s": 3600,

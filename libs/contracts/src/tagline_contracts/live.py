@@ -5,7 +5,8 @@
 once, however often it arrives). Keying by session keeps one session's comments in order on one partition.
 
 ``shop.order-status.v1`` (key ``channel:orderId``) is what the merchant's e-commerce backend says happened to
-an order liveshop created: checked out, paid (with the amount, discounts and shipping fee), shipped,
+an order liveshop created: checked out, paid (with the amount paid, the discounts already taken off it and
+the shipping fee included in it: see ``tagline_contracts.orders`` for what each figure is based on), shipped,
 delivered, archived (the return period is over: LINE POINTS are granted), cancelled or returned. Consumers
 dedupe by the envelope's ``event_id``; a transition the order's state does not allow is dead-lettered with
 the reason.
@@ -53,9 +54,21 @@ class OrderStatus(StrEnum):
 class OrderStatusChanged(Contract):
     order_id: str = Field(min_length=1, max_length=200)
     status: OrderStatus
-    amount_paid: float | None = Field(default=None, ge=0, description="with status paid: what the buyer paid")
-    discount: float = Field(default=0, ge=0, description="with status paid: discounts in amount_paid")
-    shipping_fee: float = Field(default=0, ge=0, description="with status paid: shipping in amount_paid")
+    amount_paid: float | None = Field(
+        default=None,
+        ge=0,
+        description="with status paid: what the buyer paid, discounts already off and shipping included "
+        "(default: the order's amount)",
+    )
+    discount: float = Field(
+        default=0,
+        ge=0,
+        description="with status paid: the discounts already taken off amount_paid (for the record; "
+        "never subtracted again)",
+    )
+    shipping_fee: float = Field(
+        default=0, ge=0, description="with status paid: the shipping included in amount_paid (not spend)"
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 

@@ -125,6 +125,7 @@ class Stack:
                 "TAGLINE_TAGGER_PORT": str(port),
                 "TAGLINE_TAGGER_DATABASE": self.database("tagger"),
                 "TAGLINE_TAGGER_GROUP_ID": f"{c.namespace}tagger",
+                "TAGLINE_TAGGER_CHANNELS": json.dumps([c.channel_id]),
                 "TAGLINE_TAGGER_RULES_REFRESH_S": "0.5",
             }
         elif name == "sender":

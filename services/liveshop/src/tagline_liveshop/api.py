@@ -174,9 +174,22 @@ class StatusRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     status: OrderStatus
-    amount_paid: float | None = Field(default=None, ge=0, le=MAX_MONEY)
-    discount: float = Field(default=0, ge=0, le=MAX_MONEY)
-    shipping_fee: float = Field(default=0, ge=0, le=MAX_MONEY)
+    amount_paid: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MONEY,
+        description="with status paid: what the buyer paid, discounts already off, shipping included "
+        "(default: the order's amount)",
+    )
+    discount: float = Field(
+        default=0,
+        ge=0,
+        le=MAX_MONEY,
+        description="the discounts already taken off amount_paid (for the record)",
+    )
+    shipping_fee: float = Field(
+        default=0, ge=0, le=MAX_MONEY, description="the shipping included in amount_paid (earns no points)"
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 

@@ -66,6 +66,7 @@ def order_event(kind: str, order: Order) -> OrderEvent:
         ],
         amount=order.amount,
         amount_paid=order.amount_paid,
+        shipping_fee=order.shipping_fee,
         points=order.points,
         placed_at=order.created_at,
     )

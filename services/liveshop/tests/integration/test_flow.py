@@ -98,6 +98,11 @@ async def test_comments_chat_and_lifecycle(
         events = await inputs.read(topics.SHOP_ORDERS, 1, settle_s=1.0)
         kinds = [(e["payload"]["user_id"], e["payload"]["kind"]) for e in events]
         assert ("U1", "points_granted") in kinds and kinds.count(("U1", "archived")) == 1
+        # the tagger learns the shipping in what was paid (RFM monetary leaves it out, as POINTS do)
+        paid = next(
+            e["payload"] for e in events if e["payload"]["user_id"] == "U1" and e["payload"]["kind"] == "paid"
+        )
+        assert (paid["amount_paid"], paid["shipping_fee"]) == (880, 80)
         assert ("U1", "paid") in kinds and ("U2", "cancelled") in kinds
         assert len(line.emu.points_grants(CHANNEL)) == 1
 

@@ -231,18 +231,15 @@ def test_several_items(text: str, expected: list[Row]) -> None:
         "   ",
         "，",
         "好美+1",
-        "+1 好美",
         "A01",
         "A01 紅 L",
         "A01 好看嗎",
-        "A01+1 好看嗎",
         "好看嗎 A01+1",
         "hello",
         "1+1=2",
         "1+1",
         "+1+1",
         "A01+1+1",
-        "+1 +1 好",
         "Z99+1",
         "A011+1",
         "A0+1",
@@ -271,9 +268,6 @@ def test_several_items(text: str, expected: list[Row]) -> None:
         "A01 +1 紅",  # words after a quantity that follows the name
         "A01 B02 +1",
         "洋裝襯衫+1",
-        "+1 A01 +",
-        "A01 +1!",
-        "A01+1 ❤️",
         "𝟏+𝟏=𝟐",
         "+1️⃣",
         "long+1",
@@ -283,6 +277,72 @@ def test_several_items(text: str, expected: list[Row]) -> None:
 )
 def test_not_an_order(text: str) -> None:
     assert parse_comment(text, CATALOG) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("+1 好想要", one("A01", 1)),
+        ("+1好想要", one("A01", 1)),  # glued to the quantity
+        ("+2 謝謝主播", one("A01", 2)),
+        ("+1，好想要！", one("A01", 1)),
+        ("＋１　好想要", one("A01", 1)),
+        ("+1 ❤️❤️", one("A01", 1)),
+        ("+1!", one("A01", 1)),
+        ("+1 i want it", one("A01", 1)),
+        ("-1 不要了", one("A01", -1)),
+        ("+1 好美", one("A01", 1)),
+        ("+1 A01 好想要", one("A01", 1)),
+        ("+1A01 好想要", one("A01", 1)),
+        ("A01+1 好看嗎", one("A01", 1)),
+        ("A01+1好看", one("A01", 1)),
+        ("A01 +1!", one("A01", 1)),
+        ("A01+1 ❤️", one("A01", 1)),
+        ("A01 x2 謝謝", one("A01", 2)),
+        ("A01 紅 L +1 好想要", one("A01", 1, "紅 L", "紅", "l")),
+        ("+1 A01 紅 L 好想要", one("A01", 1, "紅 L", "紅", "l")),
+        ("+1 紅色好看", one("A01", 1)),  # not a variant word: the featured product, "which variant?"
+        ("+1 long skirt please", one("C3", 1)),
+        ("A01+1, B02+2 謝謝", [A01_1, B02_2]),
+        ("+1 +1 好", [A01_1, A01_1]),
+        ("+1 A01 +", one("A01", 1)),
+    ],
+)
+def test_chatter_after_an_order(text: str, expected: list[Row]) -> None:
+    assert rows(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我也+1",  # "me too": the order must come first
+        "樓上+1",
+        "好想要 +1",
+        "好想要+1",
+        "+1 好想要 +1",  # chatter in the middle
+        "+1 好想要 A01",
+        "+1 好想要，B02+1",
+        "+1 洋裝好美",  # a product name inside the chatter: which product?
+        "+1 dress好看",
+        "+1 紅",  # a variant word, not chatter
+        "+1 好想要 L",
+        "+1 好想要 2件",  # a number in the chatter
+        "+1 好想要２",
+        "+1️⃣",  # the keycap emoji: the combining marks belong to the digit
+        "+1.5 好想要",
+        "+0 好想要",
+        "+100 好想要",
+        "A01 好想要",
+        "+1+1 好",
+    ],
+)
+def test_chatter_that_is_not_after_an_order(text: str) -> None:
+    assert parse_comment(text, CATALOG) == []
+
+
+def test_chatter_after_a_bare_quantity_needs_a_featured_product() -> None:
+    assert parse_comment("+1 好想要", NO_FEATURED) == []
+    assert rows("A01+1 好想要", NO_FEATURED) == [A01_1]
 
 
 @pytest.mark.parametrize("text", ["+1", "-1", "+2 紅", "+1，+2"])
@@ -449,14 +509,28 @@ UNKNOWN_LETTERS = st.text(st.characters(categories=["L"]), min_size=1, max_size=
 
 
 @given(comments(), st.one_of(UNKNOWN_WORDS, UNKNOWN_LETTERS), st.integers(0, 1_000), st.sampled_from(SOFT))
-def test_an_unknown_word_anywhere_makes_it_not_an_order(
+def test_an_unknown_word_before_an_item_makes_it_not_an_order(
     comment: tuple[list[Rendered], str], word: str, where: int, space: str
 ) -> None:
-    _, text = comment
-    # at the start, at the end, or at any whitespace or separator
-    places = [0, len(text), *(i for i, char in enumerate(text) if char.isspace() or char in ",，、;；")]
+    parts, text = comment
+    last_item_ends = text.rfind(parts[-1].text) + len(parts[-1].text)
+    # at the start, or at any whitespace or separator with an item after it (after the last: chatter)
+    places = [0, *(i for i, char in enumerate(text[:last_item_ends]) if char.isspace() or char in ",，、;；")]
     at = places[where % len(places)]
     assert parse_comment(text[:at] + space + word + space + text[at:], CATALOG) == []
+
+
+CHATTER = st.sampled_from(["好想要", "謝謝主播", "❤️", "😍😍", "!!", "～", "好美", "please", "感謝", "要要要"])
+
+
+@given(comments(), st.lists(CHATTER, min_size=1, max_size=4), st.sampled_from(["", *SOFT, *HARD]))
+def test_an_order_followed_by_chatter_is_the_order(
+    comment: tuple[list[Rendered], str], chatter: list[str], gap: str
+) -> None:
+    parts, text = comment
+    if gap == "" and parts[-1].form == "prefix" and text.endswith(parts[-1].text):
+        gap = " "  # chatter is glued only to a quantity ("+1好想要"), not to a name ("+1 A01好想要")
+    assert parse_comment(text + gap + " ".join(chatter), CATALOG) == [part.item for part in parts]
 
 
 @given(comments())

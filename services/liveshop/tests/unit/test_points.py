@@ -10,52 +10,54 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tagline_contracts.orders import spend_basis
 from tagline_liveshop.domain.session import points_for
 from tagline_liveshop.points import MAX_BACKOFF_S, GrantAnswer, GrantOutcome, backoff_s, classify
 
 # ----------------------------------------------------------------------------------------------------
-# points_for: floor((paid − discount − shipping) × rate), at least 0, at most the cap
+# points_for: floor((paid − shipping) × rate), at least 0, at most the cap; paid is after discounts
 
 
 @pytest.mark.parametrize(
-    ("paid", "discount", "shipping", "rate", "cap", "points"),
+    ("paid", "shipping", "rate", "cap", "points"),
     [
-        (1_990.0, 0.0, 0.0, 0.01, None, 19),  # 1990 × 0.01 is 19.900000000000002
-        (100.0, 0.0, 0.0, 0.29, None, 29),  # 100 × 0.29 is 28.999999999999996
-        (700.0, 0.0, 0.0, 0.07, None, 49),  # 700 × 0.07 is 49.00000000000001
-        (1_000.0, 0.0, 0.0, 0.01, None, 10),
-        (1_280.5, 80.5, 60.0, 0.01, None, 11),
-        (1_000.3, 0.3, 0.0, 0.01, None, 10),
-        (99.0, 0.0, 0.0, 0.01, None, 0),
-        (0.0, 0.0, 0.0, 0.01, None, 0),
-        (100.0, 150.0, 0.0, 0.01, None, 0),  # discount above the amount: nothing, never negative
-        (100.0, 0.0, 120.0, 0.01, None, 0),
-        (50_000.0, 0.0, 0.0, 0.05, 300, 300),
-        (50_000.0, 0.0, 0.0, 0.05, 3_000, 2_500),
-        (50_000.0, 0.0, 0.0, 0.0, None, 0),
+        (1_990.0, 0.0, 0.01, None, 19),  # 1990 × 0.01 is 19.900000000000002
+        (100.0, 0.0, 0.29, None, 29),  # 100 × 0.29 is 28.999999999999996
+        (700.0, 0.0, 0.07, None, 49),  # 700 × 0.07 is 49.00000000000001
+        (1_000.0, 0.0, 0.01, None, 10),
+        (1_260.0, 60.0, 0.01, None, 12),
+        (99.0, 0.0, 0.01, None, 0),
+        (0.0, 0.0, 0.01, None, 0),
+        (100.0, 120.0, 0.01, None, 0),  # shipping above the amount: nothing, never negative
+        (50_000.0, 0.0, 0.05, 300, 300),
+        (50_000.0, 0.0, 0.05, 3_000, 2_500),
+        (50_000.0, 0.0, 0.0, None, 0),
     ],
 )
-def test_points_for(
-    paid: float, discount: float, shipping: float, rate: float, cap: int | None, points: int
-) -> None:
-    assert points_for(paid, discount, shipping, rate, cap) == points
+def test_points_for(paid: float, shipping: float, rate: float, cap: int | None, points: int) -> None:
+    assert points_for(paid, shipping, rate, cap) == points
+
+
+def test_a_discount_already_taken_off_the_amount_paid_is_not_taken_off_again() -> None:
+    """Goods NT$1,000, a NT$100 coupon, NT$60 shipping: the buyer pays 960 and spent 900 on the goods, which
+    earn 9 points at 1 % (the discount subtracted again gave 8)."""
+    assert points_for(960.0, 60.0, 0.01, None) == 9
+    assert spend_basis(960.0, 60.0) == 900.0
 
 
 @given(
     paid_cents=st.integers(0, 100_000_000),
-    discount_cents=st.integers(0, 1_000_000),
     shipping=st.integers(0, 300),
     permille=st.integers(0, 200),
     cap=st.none() | st.integers(0, 10_000),
 )
 def test_points_for_is_the_exact_floor_for_prices_in_cents(
-    paid_cents: int, discount_cents: int, shipping: int, permille: int, cap: int | None
+    paid_cents: int, shipping: int, permille: int, cap: int | None
 ) -> None:
-    exact_basis = max(Fraction(0), Fraction(paid_cents - discount_cents, 100) - shipping)
+    exact_basis = max(Fraction(0), Fraction(paid_cents, 100) - shipping)
     exact = math.floor(exact_basis * Fraction(permille, 1_000))
     expected = exact if cap is None else min(exact, cap)
-    got = points_for(paid_cents / 100, discount_cents / 100, float(shipping), permille / 1_000, cap)
-    assert got == expected
+    assert points_for(paid_cents / 100, float(shipping), permille / 1_000, cap) == expected
 
 
 # ----------------------------------------------------------------------------------------------------

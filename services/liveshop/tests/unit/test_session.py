@@ -591,24 +591,24 @@ def archive(session: LiveSession, order_id: str, **paid: Any) -> Changes:
 
 
 @pytest.mark.parametrize(
-    ("paid", "discount", "shipping", "rate", "cap", "points"),
+    ("paid", "discount", "shipping", "rate", "cap", "points", "basis"),
     [
-        (1_990.0, 0.0, 0.0, 0.01, None, 19),
-        (1_280.5, 80.5, 60.0, 0.01, None, 11),
-        (2_000.0, 0.0, 0.0, 0.07, None, 140),
-        (100.0, 0.0, 0.0, 0.29, None, 29),
-        (99.0, 0.0, 0.0, 0.01, None, 0),
-        (100.0, 150.0, 0.0, 0.01, None, 0),
-        (50_000.0, 0.0, 0.0, 0.05, 300, 300),
+        (1_990.0, 0.0, 0.0, 0.01, None, 19, 1_990.0),
+        (1_260.0, 80.0, 60.0, 0.01, None, 12, 1_200.0),  # the discount is already out of what was paid
+        (2_000.0, 0.0, 0.0, 0.07, None, 140, 2_000.0),
+        (100.0, 0.0, 0.0, 0.29, None, 29, 100.0),
+        (99.0, 0.0, 0.0, 0.01, None, 0, 99.0),
+        (50.0, 0.0, 80.0, 0.01, None, 0, 0.0),
+        (50_000.0, 0.0, 0.0, 0.05, 300, 300, 50_000.0),
     ],
 )
 def test_archival_writes_one_ledger_entry_with_the_points(
-    paid: float, discount: float, shipping: float, rate: float, cap: int | None, points: int
+    paid: float, discount: float, shipping: float, rate: float, cap: int | None, points: int, basis: float
 ) -> None:
     session = live({"B02": 3}, points_rate=rate, points_cap=cap)
     say(session, "U1", "+1")
     changes = archive(session, "S1-1", amount_paid=paid, discount=discount, shipping_fee=shipping)
-    assert changes.ledger == [LedgerEntry("S1-1", "U1", points, max(0.0, paid - discount - shipping))]
+    assert changes.ledger == [LedgerEntry("S1-1", "U1", points, basis)]
     assert session.orders["S1-1"].points == points
     again = move(session, "S1-1", OrderState.ARCHIVED)
     assert again.ledger == []

@@ -1,7 +1,12 @@
 """The tagger's HTTP API: rules, members (manual tags), segments, tag coverage, RFM, health and metrics.
 
+Every path under ``/channels/{channel_id}`` answers 404 for a channel the tagger does not serve
+(``TAGLINE_TAGGER_CHANNELS``), so a mistyped channel id creates nothing.
+
 Manual tags are not written here: they are published to ``member.attributes.v1`` like any other producer's,
-so the member's owning pipeline instance applies them (the single-writer rule; the answer is 202).
+so the member's owning pipeline instance applies them (the single-writer rule; the answer is 202). Tagging
+a member Tagline has never seen is a 404 unless the caller asks for it with ``?create=true`` (a friend from
+before Tagline, known by their userId): a mistyped userId must not create a member.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Query, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from ulid import ULID
 
@@ -62,12 +67,27 @@ def _not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what} not found")
 
 
+def _served(request: Request, channel_id: str) -> str:
+    """The path's channel, if this tagger serves it (``TaggerService.channels``); else 404 naming it."""
+    if channel_id not in request.app.state.service.channels:
+        raise HTTPException(
+            status_code=404,
+            detail=f"channel {channel_id} not found: it is not one of this tagger's channels "
+            "(TAGLINE_TAGGER_CHANNELS)",
+        )
+    return channel_id
+
+
+Channel = Annotated[str, Depends(_served)]
+"""A ``channel_id`` path parameter the tagger serves."""
+
+
 def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0915 - one function, every route
     store = service.store
 
     # ---- rules -----------------------------------------------------------------------------------------
-    @api.post("/channels/{channel_id}/rules", status_code=201, tags=["rules"])
-    async def create_rule(channel_id: str, spec: RuleSpec) -> Rule:
+    @api.post("/channels/{channel_id}/rules", status_code=201, tags=["rules"], responses=NOT_FOUND)
+    async def create_rule(channel_id: Channel, spec: RuleSpec) -> Rule:
         now = datetime.now(UTC)
         rule = Rule(
             **spec.model_dump(),
@@ -80,8 +100,8 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         await store.insert_rule(rule_to_doc(rule))
         return rule
 
-    @api.get("/channels/{channel_id}/rules", tags=["rules"])
-    async def list_rules(channel_id: str) -> list[Rule]:
+    @api.get("/channels/{channel_id}/rules", tags=["rules"], responses=NOT_FOUND)
+    async def list_rules(channel_id: Channel) -> list[Rule]:
         return [Rule.model_validate(rule_from_doc(doc)) for doc in await store.all_rules(channel_id)]
 
     async def _rule(rule_id: str) -> Rule:
@@ -122,7 +142,7 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
 
     # ---- members ---------------------------------------------------------------------------------------
     @api.get("/channels/{channel_id}/members/{user_id}", tags=["members"], responses=NOT_FOUND)
-    async def get_member(channel_id: str, user_id: str) -> dict[str, Any]:
+    async def get_member(channel_id: Channel, user_id: str) -> dict[str, Any]:
         doc = await store.get_member(channel_id, user_id)
         if doc is None:
             raise _not_found(f"member {user_id} of channel {channel_id}")
@@ -140,8 +160,33 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         )
         return {"event_id": envelope.event_id, "status": "accepted"}
 
-    @api.post("/channels/{channel_id}/members/{user_id}/tags", status_code=202, tags=["members"])
-    async def add_tag(channel_id: str, user_id: str, tag: TagRequest) -> dict[str, str]:
+    async def _known_member(channel_id: str, user_id: str) -> None:
+        if not await store.member_exists(channel_id, user_id):
+            raise HTTPException(
+                status_code=404,
+                detail=f"member {user_id} of channel {channel_id} not found: Tagline has no event or import "
+                "for this userId. To tag a friend it has not seen yet (known from LINE's follower list or "
+                "your CRM), send the request again with ?create=true",
+            )
+
+    @api.post(
+        "/channels/{channel_id}/members/{user_id}/tags",
+        status_code=202,
+        tags=["members"],
+        responses=NOT_FOUND,
+    )
+    async def add_tag(
+        channel_id: Channel,
+        user_id: str,
+        tag: TagRequest,
+        create: Annotated[
+            bool,
+            Query(
+                description="tag the userId even if Tagline has never seen it: the member is created with an "
+                "unknown follow state (a friend from before Tagline); without it an unknown member is a 404"
+            ),
+        ] = False,
+    ) -> dict[str, str]:
         if tag.origin not in (TagOrigin.MANUAL, TagOrigin.IMPORT):
             raise HTTPException(status_code=422, detail="origin must be manual or import")
         grant = TagGrant(name=tag.name, origin=tag.origin, expires_at=tag.expires_at)
@@ -151,16 +196,24 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
             raise HTTPException(
                 status_code=422, detail=exc.errors(include_url=False, include_context=False)
             ) from exc
+        if not create:
+            await _known_member(channel_id, user_id)
         return await _publish_update(channel_id, update)
 
-    @api.delete("/channels/{channel_id}/members/{user_id}/tags/{name}", status_code=202, tags=["members"])
-    async def remove_tag(channel_id: str, user_id: str, name: str) -> dict[str, str]:
+    @api.delete(
+        "/channels/{channel_id}/members/{user_id}/tags/{name}",
+        status_code=202,
+        tags=["members"],
+        responses=NOT_FOUND,
+    )
+    async def remove_tag(channel_id: Channel, user_id: str, name: str) -> dict[str, str]:
         try:
             update = MemberUpdated(user_id=user_id, tags_remove=[name])
         except ValidationError as exc:
             raise HTTPException(
                 status_code=422, detail=exc.errors(include_url=False, include_context=False)
             ) from exc
+        await _known_member(channel_id, user_id)
         return await _publish_update(channel_id, update)
 
     # ---- segments --------------------------------------------------------------------------------------
@@ -176,8 +229,8 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         now = datetime.now(UTC)
         return to_mongo_query(segment, now=now, today=date.today())
 
-    @api.post("/channels/{channel_id}/segments/validate", tags=["segments"])
-    async def validate_segment(channel_id: str, raw: Annotated[Any, Body()]) -> dict[str, Any]:
+    @api.post("/channels/{channel_id}/segments/validate", tags=["segments"], responses=NOT_FOUND)
+    async def validate_segment(channel_id: Channel, raw: Annotated[Any, Body()]) -> dict[str, Any]:
         try:
             segment = SEGMENT_FILTER.validate_python(raw)
         except ValidationError as exc:
@@ -189,14 +242,14 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
             "conditions": filter_size(segment),
         }
 
-    @api.post("/channels/{channel_id}/segments/count", tags=["segments"])
-    async def count_segment(channel_id: str, raw: Annotated[Any, Body()]) -> dict[str, Any]:
+    @api.post("/channels/{channel_id}/segments/count", tags=["segments"], responses=NOT_FOUND)
+    async def count_segment(channel_id: Channel, raw: Annotated[Any, Body()]) -> dict[str, Any]:
         segment = _parse(raw)
         return {"channel_id": channel_id, "count": await store.count_members(channel_id, _query(segment))}
 
-    @api.post("/channels/{channel_id}/segments/members", tags=["segments"])
+    @api.post("/channels/{channel_id}/segments/members", tags=["segments"], responses=NOT_FOUND)
     async def segment_members(
-        channel_id: str,
+        channel_id: Channel,
         raw: Annotated[Any, Body()],
         after: Annotated[str | None, Query(description="the last user id of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
@@ -208,14 +261,14 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         return SegmentPage(members=docs, next_after=docs[-1]["user_id"] if len(docs) == limit else None)
 
     # ---- coverage and RFM ------------------------------------------------------------------------------
-    @api.get("/channels/{channel_id}/coverage", tags=["coverage"])
-    async def coverage(channel_id: str) -> dict[str, Any]:
+    @api.get("/channels/{channel_id}/coverage", tags=["coverage"], responses=NOT_FOUND)
+    async def coverage(channel_id: Channel) -> dict[str, Any]:
         result = await compute_coverage(store, channel_id, datetime.now(UTC))
         publish_coverage(service.metrics, result)
         return result.to_json()
 
-    @api.post("/channels/{channel_id}/rfm/recompute", tags=["rfm"])
-    async def recompute_rfm(channel_id: str) -> dict[str, Any]:
+    @api.post("/channels/{channel_id}/rfm/recompute", tags=["rfm"], responses=NOT_FOUND)
+    async def recompute_rfm(channel_id: Channel) -> dict[str, Any]:
         run = await service.rfm.recompute(channel_id, service.clock())
         return {
             "channel_id": channel_id,
@@ -228,7 +281,7 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
         }
 
     @api.get("/channels/{channel_id}/rfm", tags=["rfm"], responses=NOT_FOUND)
-    async def rfm_model(channel_id: str) -> dict[str, Any]:
+    async def rfm_model(channel_id: Channel) -> dict[str, Any]:
         model = service.models.get(channel_id)
         if model is None:
             raise _not_found(f"RFM model of channel {channel_id} (POST .../rfm/recompute)")

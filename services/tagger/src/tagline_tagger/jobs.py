@@ -24,12 +24,22 @@ from tagline_contracts.attributes import (
     RfmScoredEvent,
     TagGrant,
 )
+from tagline_contracts.members import FollowState
+from tagline_contracts.segments import FollowCondition, to_mongo_query
 from tagline_contracts.sending import SendOutcome, SendResulted
 from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.member import member_key
-from tagline_tagger.domain.rfm import RfmModel, fit, score_all
+from tagline_tagger.domain.rfm import (
+    DEFAULT_THRESHOLDS,
+    MIN_QUINTILE_POPULATION,
+    AbsoluteThresholds,
+    RfmModel,
+    days_since,
+    fit,
+    score_all,
+)
 from tagline_tagger.domain.rules import Rule, RuleSet
 from tagline_tagger.metrics import TaggerMetrics
 from tagline_tagger.pipeline import PublishAll
@@ -105,16 +115,21 @@ class RfmJob:
         *,
         topic_of: Callable[[str], str],
         metrics: TaggerMetrics,
+        min_population: int = MIN_QUINTILE_POPULATION,
+        thresholds: AbsoluteThresholds = DEFAULT_THRESHOLDS,
     ) -> None:
         self._store = store
         self._models = models
         self._publish_all = publish_all
         self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
         self._metrics = metrics
+        self._min_population = min_population
+        self._thresholds = thresholds
 
     async def recompute(self, channel_id: str, now: datetime) -> RfmRun:
-        """Fit quintiles on every buyer of the channel, store the model, and send each buyer whose scores
-        changed an ``RfmScored`` (applied by the pipeline; scores of a newer model are never replaced)."""
+        """Make the channel's model from every buyer (quintiles from ``min_population`` buyers on, else the
+        absolute thresholds), store it, and send each buyer whose scores changed an ``RfmScored`` (applied by
+        the pipeline; scores of a newer model are never replaced)."""
         started = time.perf_counter()
         users: list[str] = []
         recency_days: list[float] = []
@@ -124,12 +139,19 @@ class RfmJob:
         async for doc in self._store.rfm_rows(channel_id):
             rfm = doc["rfm"]
             users.append(doc["user_id"])
-            recency_days.append(max(0.0, (now - rfm["last_order_at"]).total_seconds() / 86_400))
+            recency_days.append(days_since(rfm["last_order_at"], now))
             orders.append(rfm["orders"])
             monetary.append(rfm["monetary"])
             current.append((rfm.get("r"), rfm.get("f"), rfm.get("m")))
         scanned = time.perf_counter()
-        model = fit(recency_days, orders, monetary, now)
+        model = fit(
+            recency_days,
+            orders,
+            monetary,
+            now,
+            min_population=self._min_population,
+            thresholds=self._thresholds,
+        )
         scores = score_all(model, recency_days, orders, monetary)
         await self._store.save_rfm_model(channel_id, model)
         self._models.put(channel_id, model)
@@ -176,6 +198,7 @@ class RfmJob:
             extra={
                 "channel_id": channel_id,
                 "buyers": run.buyers,
+                "scoring": model.scoring,
                 "changed": changed,
                 "seconds": run.seconds,
             },
@@ -188,14 +211,20 @@ class Sweeper:
     removes the expired tags (and publishes the change), done by the member's owner like any other input."""
 
     def __init__(
-        self, store: TaggerStore, publish_all: PublishAll, *, topic_of: Callable[[str], str]
+        self,
+        store: TaggerStore,
+        publish_all: PublishAll,
+        channels: frozenset[str],
+        *,
+        topic_of: Callable[[str], str],
     ) -> None:
         self._store = store
         self._publish_all = publish_all
+        self._channels = sorted(channels)
         self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
 
     async def sweep(self, now: datetime, limit: int = 50_000) -> int:
-        found = await self._store.members_with_expired_tags(now, limit)
+        found = await self._store.members_with_expired_tags(now, limit, channels=self._channels)
         minute = now.strftime("%Y%m%dT%H%M")
         messages = [
             Outgoing.of(
@@ -223,6 +252,9 @@ class Coverage:
     by_origin: dict[str, int]
     by_tag: dict[str, int]
     computed_at: datetime
+    unknown_follow_state: int = 0
+    """Members whose follow state Tagline has not seen (imported or tagged with ``?create=true`` before any
+    event of theirs): in neither ``followed`` nor ``tagged``, since they may not be friends (any more)."""
 
     @staticmethod
     def ratio(part: int, whole: int) -> float:
@@ -234,6 +266,7 @@ class Coverage:
             "followed": self.followed,
             "tagged": self.tagged,
             "coverage": self.ratio(self.tagged, self.followed),
+            "unknown_follow_state": self.unknown_follow_state,
             "by_origin": {
                 o: {"members": n, "coverage": self.ratio(n, self.followed)}
                 for o, n in sorted(self.by_origin.items())
@@ -260,7 +293,9 @@ async def compute_coverage(store: TaggerStore, channel_id: str, now: datetime) -
             by_tag[name] = by_tag.get(name, 0) + 1
         for origin in doc.get("tag_origins") or []:
             by_origin[origin] = by_origin.get(origin, 0) + 1
-    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now)
+    unknown = to_mongo_query(FollowCondition(state=FollowState.UNKNOWN), now=now, today=now.date())
+    unknown_count = await store.count_members(channel_id, unknown)
+    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now, unknown_count)
 
 
 def publish_coverage(metrics: TaggerMetrics, coverage: Coverage) -> None:

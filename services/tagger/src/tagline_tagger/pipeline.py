@@ -148,6 +148,11 @@ class MemberCache:
         return len(self._members)
 
 
+def unknown_channel(channel_id: str) -> str:
+    """The reason a record of a channel the tagger does not serve is dead-lettered."""
+    return f"channel {channel_id} is not one of this tagger's channels (TAGLINE_TAGGER_CHANNELS)"
+
+
 PublishAll = Callable[[Sequence[Outgoing]], Awaitable[None]]
 DeadLetter = Callable[[str, Any, str], Awaitable[None]]
 
@@ -161,6 +166,7 @@ class MemberPipeline:
         models: Callable[[str], RfmModel | None],
         publish_all: PublishAll,
         dead_letter: DeadLetter,
+        channels: frozenset[str],
         topic_of: Callable[[str], str],
         clock: Callable[[], datetime],
         metrics: TaggerMetrics,
@@ -172,6 +178,7 @@ class MemberPipeline:
         self._models = models
         self._publish_all = publish_all
         self._dead_letter = dead_letter
+        self._channels = channels
         self._clock = clock
         self._metrics = metrics
         self._reply_ttl = reply_ttl
@@ -193,8 +200,8 @@ class MemberPipeline:
             self.cache.clear()  # cached members may hold changes that were never written
             raise
 
-    async def _handle(self, records: Sequence[Any]) -> None:
-        now = self._clock()
+    async def _by_member(self, records: Sequence[Any]) -> dict[str, list[MemberInput]]:
+        """The batch's member inputs, grouped by member in their order; bad input dead-lettered."""
         by_member: dict[str, list[MemberInput]] = {}
         for record in records:
             logical = self._logical.get(record.topic, record.topic)
@@ -207,9 +214,20 @@ class MemberPipeline:
             if found is None:
                 self._metrics.inputs.labels(logical, "ignored").inc()
                 continue
+            if found.channel_id not in self._channels:
+                # Kept out rather than creating members of a channel the API would answer 404 for; replay the
+                # dead letters (python -m tagline_platform.dlq replay) once the channel is configured.
+                self._metrics.inputs.labels(logical, "unknown_channel").inc()
+                await self._dead_letter(logical, record, unknown_channel(found.channel_id))
+                continue
             position = f"{logical.replace('.', '_')}:{record.partition}"
             located = replace(found, position=position, offset=record.offset)
             by_member.setdefault(member_key(found.channel_id, found.user_id), []).append(located)
+        return by_member
+
+    async def _handle(self, records: Sequence[Any]) -> None:
+        now = self._clock()
+        by_member = await self._by_member(records)
         if not by_member:
             return
 

@@ -65,6 +65,8 @@ class TaggerService:
     def __init__(self, settings: TaggerSettings, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.clock = clock
+        self.channels = settings.load_channels()
+        """The channels served: the API answers 404 for others, the pipeline dead-letters their records."""
         self.metrics = TaggerMetrics()
         self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-tagger")
         self.store = TaggerStore(
@@ -83,6 +85,7 @@ class TaggerService:
             models=self.models.get,
             publish_all=self.publish_all,
             dead_letter=self.dead.send,
+            channels=self.channels,
             topic_of=settings.topic,
             clock=clock,
             metrics=self.metrics,
@@ -90,9 +93,15 @@ class TaggerService:
             reply_ttl=timedelta(seconds=settings.reply_ttl_s),
         )
         self.rfm = RfmJob(
-            self.store, self.models, self.publish_all, topic_of=settings.topic, metrics=self.metrics
+            self.store,
+            self.models,
+            self.publish_all,
+            topic_of=settings.topic,
+            metrics=self.metrics,
+            min_population=settings.rfm_min_population,
+            thresholds=settings.rfm_thresholds,
         )
-        self.sweeper = Sweeper(self.store, self.publish_all, topic_of=settings.topic)
+        self.sweeper = Sweeper(self.store, self.publish_all, self.channels, topic_of=settings.topic)
         self._tasks: list[asyncio.Task[None]] = []
         self._register()
 
@@ -153,6 +162,8 @@ class TaggerService:
                 self.metrics.inputs.labels(topics.SEND_RESULTS, "invalid").inc()
                 await self.dead.send(topics.SEND_RESULTS, record, reason(exc))
                 continue
+            if result.channel_id not in self.channels:
+                continue  # the sender may serve channels this tagger does not: no campaign rules for them
             outgoing.extend(campaign_tags(result, rules, topic_of=self.settings.topic))
         try:
             await self.publish_all(outgoing)
@@ -172,6 +183,11 @@ class TaggerService:
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self.settings
+        if not self.channels:
+            raise ConfigurationError(
+                "the tagger serves no channel: set TAGLINE_TAGGER_CHANNELS to a JSON list of channel ids "
+                '(e.g. ["1234567890"]) or TAGLINE_TAGGER_CHANNELS_FILE to a file holding one'
+            )
         consumed = [*MEMBER_TOPICS, topics.SEND_RESULTS]
         produced = [topics.MEMBER_CHANGES, topics.SEND_REQUESTS]
         await ensure_topics(
@@ -223,15 +239,18 @@ class TaggerService:
     async def sweep(self) -> int:
         return await self.sweeper.sweep(self.clock())
 
+    async def _channels_with_members(self) -> list[str]:
+        return [channel for channel in await self.store.channel_ids() if channel in self.channels]
+
     async def refresh_coverage(self) -> None:
         now = self.clock()
-        for channel_id in await self.store.channel_ids():
+        for channel_id in await self._channels_with_members():
             publish_coverage(self.metrics, await compute_coverage(self.store, channel_id, now))
 
     async def scheduled_rfm(self) -> None:
         """Recompute each channel's RFM once per interval, in one instance (the first to claim the slot)."""
         now = self.clock()
         slot = int(now.timestamp() // self.settings.rfm_interval_s)
-        for channel_id in await self.store.channel_ids():
+        for channel_id in await self._channels_with_members():
             if await self.store.claim_run_slot(f"rfm:{channel_id}:{slot}", now):
                 await self.rfm.recompute(channel_id, now)  # else another instance has this slot

@@ -103,7 +103,9 @@ async def api(start_tagger: Any, eventually: Any) -> AsyncIterator[Api]:
         client = tagger.client
         rule = await client.post(f"/channels/{CHANNEL}/rules", json=RULE)
         assert rule.status_code == 201, rule.text
-        tagged = await client.post(f"/channels/{CHANNEL}/members/{USER}/tags", json={"name": "fan"})
+        tagged = await client.post(
+            f"/channels/{CHANNEL}/members/{USER}/tags", json={"name": "fan"}, params={"create": "true"}
+        )
         assert tagged.status_code == 202, tagged.text
         await eventually(lambda: tagger.member(USER), 20, "the member exists")
         rule_id = rule.json()["id"]

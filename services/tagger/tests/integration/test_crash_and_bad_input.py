@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +56,7 @@ def _start_process(tagger_settings: Any, port: int) -> subprocess.Popen[bytes]:
         "TAGLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "TAGLINE_TAGGER_DATABASE": settings.database,
         "TAGLINE_TAGGER_GROUP_ID": settings.group_id,
+        "TAGLINE_TAGGER_CHANNELS": json.dumps(settings.channels),
         "TAGLINE_TAGGER_MAX_BATCH": "100",
         "TAGLINE_TAGGER_PORT": str(port),
         "TAGLINE_TAGGER_JOBS": "false",

@@ -213,6 +213,11 @@ async def test_attributes_manual_tags_and_campaign_tags(
         )
         await eventually(lambda: len(tagger.service.rules.current()) == 1, 10, "rule loaded")
         await inputs.update({"user_id": "U4", "attributes": {"gender": "female", "birth_date": "1990-05-01"}})
+
+        async def imported() -> bool:  # manual tags are for members Tagline knows (or ?create=true)
+            return await tagger.member("U4") is not None
+
+        await eventually(imported, 20, "U4 imported")
         added = await tagger.client.post(f"/channels/{CHANNEL}/members/U4/tags", json={"name": "VIP"})
         assert added.status_code == 202
         await inputs.result(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def _env(settings: Any) -> dict[str, str]:
         "TAGLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "TAGLINE_TAGGER_DATABASE": settings.database,
         "TAGLINE_TAGGER_GROUP_ID": settings.group_id,
+        "TAGLINE_TAGGER_CHANNELS": json.dumps(settings.channels),
         "TAGLINE_TAGGER_MAX_BATCH": str(settings.max_batch),
         "TAGLINE_TAGGER_JOBS": "false",
         "TAGLINE_TAGGER_CONSUMER_LAG_INTERVAL_S": "0.2",

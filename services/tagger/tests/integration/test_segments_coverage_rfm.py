@@ -132,7 +132,7 @@ async def test_rfm_recompute_scores_every_buyer_and_publishes_segments(
     start_tagger: Any, inputs: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
 ) -> None:
     now = datetime.now(UTC)
-    async with start_tagger() as tagger:
+    async with start_tagger(rfm_min_population=20) as tagger:  # 20 buyers: enough for quintiles here
         # 20 buyers: B00 bought long ago, once, little ... B19 recently, often, a lot.
         for i in range(20):
             user = f"B{i:02d}"
@@ -153,6 +153,7 @@ async def test_rfm_recompute_scores_every_buyer_and_publishes_segments(
         )
 
         run = (await tagger.client.post(f"/channels/{CHANNEL}/rfm/recompute")).json()
+        assert (run["model"]["scoring"], run["model"]["min_population"]) == ("quintiles", 20)
         assert run["buyers"] == 20
         assert run["changed"] == 20
         assert sum(run["segments"].values()) == 20
@@ -164,7 +165,7 @@ async def test_rfm_recompute_scores_every_buyer_and_publishes_segments(
         assert (best["rfm"]["r"], best["rfm"]["f"], best["rfm"]["m"]) == (5, 5, 5)
         assert worst["rfm_segment"] == "Lost"
         model = (await tagger.client.get(f"/channels/{CHANNEL}/rfm")).json()
-        assert model["population"] == 20
+        assert (model["population"], model["scoring"]) == (20, "quintiles")
 
         # The sender's projection learns the segments from member.changes.v1.
         records = await read_topic(
@@ -192,3 +193,46 @@ async def test_rfm_recompute_scores_every_buyer_and_publishes_segments(
         )
         await eventually(lambda: _members(tagger, ["NEW"], lambda d: d["rfm_segment"] is not None), 20, "new")
         assert (await tagger.member("NEW"))["rfm"]["r"] == 5
+
+
+async def test_rfm_of_a_few_buyers_minutes_apart_uses_the_absolute_thresholds(
+    start_tagger: Any, inputs: Any, eventually: Eventually
+) -> None:
+    """Issue 14, 2.8: 4 buyers of one live session, one 2 minutes before the others: none is "At Risk"."""
+    now = datetime.now(UTC)
+    buyers = {"L1": (2, 590), "L2": (0, 590), "L3": (0, 880), "L4": (1, 290)}  # minutes ago, NT$ paid
+    async with start_tagger() as tagger:
+        for user, (minutes, paid) in buyers.items():
+            await inputs.order(
+                {
+                    "order_id": f"{user}-1",
+                    "user_id": user,
+                    "session_id": "S1",
+                    "amount": paid,
+                    "amount_paid": paid,
+                    "kind": "paid",
+                    "placed_at": (now - timedelta(minutes=minutes)).isoformat(),
+                }
+            )
+        await eventually(
+            lambda: _members(tagger, list(buyers), lambda d: d["rfm"]["orders"] == 1), 30, "orders"
+        )
+
+        run = (await tagger.client.post(f"/channels/{CHANNEL}/rfm/recompute")).json()
+        assert run["model"]["scoring"] == "absolute"
+        assert (run["model"]["population"], run["model"]["min_population"]) == (4, 100)
+        assert run["segments"] == {"New Customers": 4}
+        await eventually(
+            lambda: _members(tagger, list(buyers), lambda d: d["rfm_segment"] is not None), 30, "scored"
+        )
+        for user in buyers:
+            doc = await tagger.member(user)
+            assert doc is not None
+            assert (doc["rfm_segment"], doc["rfm"]["r"], doc["rfm"]["f"], doc["rfm"]["m"]) == (
+                "New Customers",
+                5,
+                1,
+                1,
+            ), user
+        model = (await tagger.client.get(f"/channels/{CHANNEL}/rfm")).json()
+        assert (model["scoring"], model["recency_days"]) == ("absolute", [30.0, 90.0, 180.0, 365.0])

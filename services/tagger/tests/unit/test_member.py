@@ -214,6 +214,31 @@ def test_orders_count_once_returns_take_back_and_spend_rules() -> None:
     assert (member.rfm.orders, member.rfm.monetary) == (1, 700)
 
 
+def test_monetary_is_what_was_paid_for_the_goods_without_shipping() -> None:
+    """The basis LINE POINTS use too: amount_paid (discounts already off) less the shipping it includes."""
+    rules = RuleSet.compile([rule("R3", "big", {"kind": "total_spend", "at_least": 1000})])
+    member, effects = Member(CHANNEL, "U1"), Effects()
+    # goods 1,000 at list price, a 100 coupon, 60 shipping: paid 960, of which 900 for the goods
+    paid = OrderEvent(
+        kind=OrderEventKind.PAID,
+        order_id="O1",
+        user_id="U1",
+        amount=1_000,
+        amount_paid=960,
+        shipping_fee=60,
+        placed_at=T0,
+    )
+    member.apply_order(paid, "e1", rules, None, effects)
+    assert member.rfm.monetary == 900
+    assert "big" not in member.tags  # 900 spent, not 960 or 1,000
+    member.apply_order(paid.model_copy(update={"kind": OrderEventKind.RETURNED}), "e2", rules, None, effects)
+    assert (member.rfm.orders, member.rfm.monetary) == (0, 0)
+    # a producer that says nothing about the payment: the goods' amount
+    unpaid = paid.model_copy(update={"order_id": "O2", "amount_paid": None, "shipping_fee": 0})
+    member.apply_order(unpaid, "e3", rules, None, effects)
+    assert member.rfm.monetary == 1_000
+
+
 def test_orders_are_scored_with_the_current_model_and_older_scores_never_win() -> None:
     model = fit([1.0, 100.0, 300.0, 500.0, 700.0], [5, 3, 2, 1, 1], [5000.0, 900.0, 400.0, 100.0, 50.0], T0)
     member, effects = Member(CHANNEL, "U1"), Effects()

@@ -16,7 +16,13 @@ product's variants. A quantity may be written against the word before it (``A01+
 signed one against the name after it (``+1A01``).
 
 The comment is an order only if every word belongs to an item: an unknown word, a bare name, ``+0``,
-``+100``, ``+1.5`` or ``+1+1`` make the whole comment ``[]``. Where whitespace-separated items can be read
+``+100``, ``+1.5`` or ``+1+1`` make the whole comment ``[]``, with one exception, **chatter after the order**:
+buyers in Taiwanese live streams write ``+1 好想要``, ``+1好想要``, ``A01+1 謝謝``, ``+2！``. When the comment
+does not parse, the words at its end (and text glued right after its last quantity) are dropped if they are
+chatter, and what is left is parsed again. Chatter: no digit in it, no word of it a code, alias or variant
+word, no code or alias inside it (``+1 洋裝好美`` stays ambiguous), not starting with a combining mark (the
+keycap ``+1️⃣``). Only a tail is dropped, so the order must come first: ``樓上+1`` / ``我也+1`` ("me too"),
+``好想要 +1`` and ``+1 好想要 A01`` stay chatter. Where whitespace-separated items can be read
 two ways the first of these wins, left to right: a bare quantity, then a name with the quantity after it,
 then a quantity before a name; so a quantity right after a name is that name's (``+1 A01 -1`` is ``+1`` of
 the featured product and ``-1`` of A01). Variant words after a name written with the quantity first are
@@ -26,6 +32,7 @@ taken as far as they go. Lookups are computed once per :class:`Catalog`; the pat
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,6 +43,10 @@ _QUANTITY = re.compile(r"([-+*×x])([1-9][0-9]?)")
 _NAME_THEN_QUANTITY = re.compile(r"(.+?)([-+*×x])([1-9][0-9]?)")
 _SIGNED_THEN_NAME = re.compile(r"([-+])([1-9][0-9]?)(?![0-9])(.+)")
 _DIGITS = frozenset("0123456789")
+_WORD = re.compile(r"[^\s,;、\x1c\x1d\x1e\x85\u2028\u2029]+")  # what _SEGMENT_BREAK and whitespace separate
+_GLUED_CHATTER = re.compile(
+    r"(.*[-+*×x][1-9][0-9]?)(?![0-9])(.+)"
+)  # "+1好想要": the last quantity, then text
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,15 @@ def parse_comment(text: str, catalog: Catalog) -> list[ParsedItem]:
     folded = fold(text)
     if _DIGITS.isdisjoint(folded):
         return []
+    items = _parse_folded(folded, catalog)
+    if items is None:
+        head = _before_chatter(folded, catalog)
+        items = None if head is None else _parse_folded(head, catalog)
+    return items or []
+
+
+def _parse_folded(folded: str, catalog: Catalog) -> list[ParsedItem] | None:
+    """The items of a folded comment, or None if a word belongs to none."""
     known = catalog.words
     items: list[ParsedItem] = []
     for segment in _SEGMENT_BREAK.split(folded):
@@ -171,11 +191,36 @@ def parse_comment(text: str, catalog: Catalog) -> list[ParsedItem]:
         for word in segment.split():
             lexed = _lex(word, known)
             if lexed is None:
-                return []
+                return None
             atoms.extend(lexed)
         if atoms:
             segment_items = _parse_segment(atoms, catalog)
             if segment_items is None:
-                return []
+                return None
             items.extend(segment_items)
     return items
+
+
+def _before_chatter(folded: str, catalog: Catalog) -> str | None:
+    """The comment without the chatter at its end (see the module docstring); None if there is none, or if
+    nothing but chatter is left."""
+    words = list(_WORD.finditer(folded))
+    first = len(words)
+    while first > 0 and _chatter_word(words[first - 1][0], catalog):
+        first -= 1
+    cut = words[first].start() if first < len(words) else len(folded)
+    if first > 0:
+        glued = _GLUED_CHATTER.fullmatch(words[first - 1][0])
+        if glued is not None and _chatter_word(glued[2], catalog):
+            cut = words[first - 1].start() + glued.end(1)
+    tail = folded[cut:]
+    if not tail or cut == 0 or unicodedata.category(tail[0]).startswith("M"):
+        return None
+    spaced = " ".join(tail.split())
+    if any(name in spaced for name in catalog.names):
+        return None
+    return folded[:cut]
+
+
+def _chatter_word(word: str, catalog: Catalog) -> bool:
+    return word not in catalog.words and not any(char.isdigit() for char in word)

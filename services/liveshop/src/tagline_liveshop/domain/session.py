@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tagline_contracts.orders import spend_basis
 from tagline_liveshop.domain.model import (
     ORDER_TRANSITIONS,
     RELEASED,
@@ -131,9 +132,13 @@ class Comment:
     """When Tagline received the message with ``reply_token`` (the sender pushes instead once it is stale)."""
 
 
-def points_for(amount_paid: float, discount: float, shipping_fee: float, rate: float, cap: int | None) -> int:
-    """floor((paid − discounts − shipping) × rate), at least 0, at most ``cap``."""
-    basis = max(0.0, amount_paid - discount - shipping_fee)
+def points_for(amount_paid: float, shipping_fee: float, rate: float, cap: int | None) -> int:
+    """floor((paid − shipping) × rate), at least 0, at most ``cap``.
+
+    ``amount_paid`` is what the buyer paid, discounts already taken off and shipping included, so the basis
+    (:func:`tagline_contracts.orders.spend_basis`, shared with RFM) takes only the shipping off: subtracting
+    the discount again would count it twice."""
+    basis = spend_basis(amount_paid, shipping_fee)
     points = math.floor(basis * rate + 1e-9)  # 1e-9: 1_990 × 0.01 is 19.900000000000002 or 19.899999999999
     return points if cap is None else min(points, cap)
 
@@ -431,21 +436,11 @@ class LiveSession:
             order.shipping_fee = shipping_fee
         self._set_state(order, state, now, reason, changes)
         if state is OrderState.ARCHIVED:
-            points = points_for(
-                order.amount_paid or 0.0,
-                order.discount,
-                order.shipping_fee,
-                self.header.points_rate,
-                self.header.points_cap,
-            )
+            paid = order.amount_paid or 0.0
+            points = points_for(paid, order.shipping_fee, self.header.points_rate, self.header.points_cap)
             order.points = points
             changes.ledger.append(
-                LedgerEntry(
-                    order.order_id,
-                    order.user_id,
-                    points,
-                    max(0.0, (order.amount_paid or 0.0) - order.discount - order.shipping_fee),
-                )
+                LedgerEntry(order.order_id, order.user_id, points, spend_basis(paid, order.shipping_fee))
             )
         if state in (OrderState.CANCELLED, OrderState.EXPIRED):
             changes.notices.append(

@@ -149,6 +149,9 @@ class TaggerStore:
     async def get_member(self, channel_id: str, user_id: str) -> Doc | None:
         return await self.members.find_one({"_id": f"{channel_id}:{user_id}"}, MEMBER_VIEW)
 
+    async def member_exists(self, channel_id: str, user_id: str) -> bool:
+        return await self.members.find_one({"_id": f"{channel_id}:{user_id}"}, {"_id": 1}) is not None
+
     async def find_members(
         self, channel_id: str, query: Doc, *, after: str | None, limit: int, fields: Doc | None = None
     ) -> list[Doc]:
@@ -196,10 +199,12 @@ class TaggerStore:
         async for doc in cursor:
             yield doc
 
-    async def members_with_expired_tags(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        cursor = self.members.find(
-            {"next_expiry": {"$ne": None, "$lte": now}}, {"_id": 0, "channel_id": 1, "user_id": 1}
-        ).limit(limit)
+    async def members_with_expired_tags(
+        self, now: datetime, limit: int, *, channels: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """Members of ``channels`` with a tag past its expiry (a scheduled job's scan, not a hot path)."""
+        query = {"next_expiry": {"$ne": None, "$lte": now}, "channel_id": {"$in": list(channels)}}
+        cursor = self.members.find(query, {"_id": 0, "channel_id": 1, "user_id": 1}).limit(limit)
         return [(doc["channel_id"], doc["user_id"]) async for doc in cursor]
 
     # ---- rules -----------------------------------------------------------------------------------------

@@ -218,21 +218,22 @@ class Member:
     def apply_order(
         self, event: OrderEvent, event_id: str, rules: RuleSet, model: RfmModel | None, effects: Effects
     ) -> None:
-        """An order change: keep R/F/M (an order counts once, when paid), then the order rules."""
+        """An order change: keep R/F/M (an order counts once, when paid), then the order rules.
+
+        Monetary (and so ``total_spend``) adds what the buyer spent on the goods, ``event.spend``: paid after
+        discounts, without the shipping (the same basis as LINE POINTS, ``tagline_contracts.orders``)."""
         rfm = self.rfm
         at = event.placed_at
         if event.kind is OrderEventKind.PAID and event.order_id not in rfm.counted:
             rfm.counted.append(event.order_id)
             rfm.orders += 1
-            rfm.monetary += event.amount_paid if event.amount_paid is not None else event.amount
+            rfm.monetary += event.spend
             if rfm.last_order_at is None or at > rfm.last_order_at:
                 rfm.last_order_at = at
         elif event.kind is OrderEventKind.RETURNED and event.order_id in rfm.counted:
             rfm.counted.remove(event.order_id)
             rfm.orders -= 1
-            rfm.monetary = max(
-                0.0, rfm.monetary - (event.amount_paid if event.amount_paid is not None else event.amount)
-            )
+            rfm.monetary = max(0.0, rfm.monetary - event.spend)
         if model is not None and event.kind in (OrderEventKind.PAID, OrderEventKind.RETURNED):
             self._score(model, effects)
         activity = Activity(

@@ -1,43 +1,73 @@
-"""RFM scoring: quintile scores 1-5 for recency, frequency and monetary value, and a named segment.
+"""RFM scoring: scores 1-5 for recency, frequency and monetary value, and a named segment.
 
-The tagger keeps three raw values per buyer (:class:`RfmValues`). To score them it first learns, from all
-buyers of a channel at once, four cut points per dimension (:func:`fit`, giving an :class:`RfmModel`); a
-score is then ``1 +`` the number of cut points the value is beyond, so it only depends on the value and
-the model, never on a member's rank. Scoring a whole channel goes through :func:`score_all`, which works on
-three parallel lists and shares the 125 possible :class:`RfmScore` objects: fitting and scoring a million
-buyers takes well under a second in CPython.
+The tagger keeps three raw values per buyer (:class:`RfmValues`). To score them it first makes, for all
+buyers of a channel at once, four ascending cut points per dimension (:func:`fit`, giving an
+:class:`RfmModel`); a score counts the cut points a value is past (frequency and monetary: ``1 +`` the cut
+points below the value; recency, where fewer days is better: ``5 -`` them), so it only depends on the value
+and the model, never on a member's rank. Scoring a whole channel goes through
+:func:`score_all`, which works on three parallel lists and shares the 125 possible :class:`RfmScore`
+objects: fitting and scoring a million buyers takes well under a second in CPython.
 
-Cut points (for frequency and monetary, where more is better; recency is the mirror image, fewer days
-being better). Sort the ``n`` values; cut point ``k`` (1 to 4) should have ``b = round(k * n / 5)`` values
-below it, so it is placed halfway between the ``b``-th and the ``b + 1``-th smallest value. For 1, 2, …,
-100 that is 20.5, 40.5, 60.5 and 80.5: twenty members in each quintile. When those two values are equal
-the cut point is that value, and a value exactly on a cut point counts as below it (the worse side): equal
-values always get equal scores, and a tie straddling a quintile boundary lands entirely in the lower
-quintile (with 70 % one-time buyers, every one-time buyer has F = 1). Populations under three members
-leave ``b`` at 0 for some cut points; such a cut point goes just below the smallest value (everyone is
-beyond it), so a lone member scores 3 and two members score 2 and 4. An empty population has no cut
-points, and its model scores everyone 3.
+**Two ways to make the cut points** (the model's ``scoring`` says which one it used):
 
-Recency is measured in days (fractional, see :func:`days_since`) from the last paid order to ``now``.
+* ``quintiles`` when the channel has at least ``min_population`` buyers (:data:`MIN_QUINTILE_POPULATION`,
+  100, by default): each score holds a fifth of the buyers. 100 buyers put 20 in each score, so one buyer
+  more or less moves a cut point by at most one buyer's value; below that a quintile is a handful of people
+  and the scores are noise (four buyers who ordered minutes apart got every score from 1 to 5, and the one
+  who ordered two minutes earlier was "At Risk").
+* ``absolute`` below it (:class:`AbsoluteThresholds`, :data:`DEFAULT_THRESHOLDS`): fixed bands that mean the
+  same whatever the rest of the population does::
+
+      score                    5           4            3             2            1
+      recency: whole days     <= 30       <= 90        <= 180        <= 365       more
+      frequency: paid orders  >= 6        4-5          3             2            1
+      monetary: NT$ (basis)   > 30,000    <= 30,000    <= 10,000     <= 3,000     <= 1,000
+
+  Recency: a month, a quarter, half a year, a year; "30 days" is the window Taiwanese LINE OA practice
+  calls active (e.g. friends who interacted within 30 days), and a buyer is only "Lost" / "At Risk" (R 1)
+  after a year without an order. Frequency: the first repeat order is the step that matters most, so 1, 2
+  and 3 orders each have their own score. Monetary: cumulative spend on the ladder common membership tiers
+  use (NT$1,000 / 3,000 / 10,000 / 30,000, each about three times the last); it depends on the brand's
+  price level more than the other two, which is why the thresholds are a setting
+  (``TAGLINE_TAGGER_RFM_THRESHOLDS``).
+
+**Quintile cut points** (one rule for all three dimensions, on the raw values: days, orders, NT$). Sort the
+``n`` values; cut point ``k`` (1 to 4) should have ``b = round(k * n / 5)`` values below it, so it is placed
+halfway between the ``b``-th and the ``b + 1``-th smallest value. For 1, 2, ..., 100 that is 20.5, 40.5,
+60.5 and 80.5: twenty members in each quintile. When those two values are equal the cut point is that
+value, and **a value exactly on a cut point counts on the side of the smaller values**: equal values always
+get equal scores, and a tie straddling a quintile boundary lands entirely on the smaller side. For
+frequency and monetary that is the worse side (with 70 % one-time buyers, every one-time buyer has F = 1);
+for recency it is the better side (a big tie is a day many bought on: with everyone buying today, everyone
+has R = 5, not R = 1). Populations under three members leave ``b`` at 0 for some cut points; such a cut
+point goes just below the smallest value (everyone is beyond it), so with ``min_population`` 1 a lone
+member scores 3 and two members score 2 and 4.
+
+**Recency is counted in whole days** (24 hours; :func:`days_since`) from the last paid order to ``now``:
+buyers of the same day are equally recent; minutes apart is not a difference RFM can act on.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from tagline_contracts.segments import RFM_SEGMENTS, RfmSegment
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
+    "MIN_QUINTILE_POPULATION",
     "SEGMENT_RULES",
+    "AbsoluteThresholds",
     "RfmModel",
     "RfmScore",
     "RfmValues",
+    "Scoring",
     "SegmentRule",
     "days_since",
     "fit",
@@ -46,7 +76,13 @@ __all__ = [
 ]
 
 _CUTS: Final = 4
-_SECONDS_PER_DAY: Final = 86_400.0
+_DAY: Final = timedelta(days=1)
+
+Scoring = Literal["quintiles", "absolute"]
+"""How a model's cut points were made: fitted to the population, or the fixed :class:`AbsoluteThresholds`."""
+
+MIN_QUINTILE_POPULATION: Final = 100
+"""Buyers a channel needs for quintile cut points (20 per score); below it the absolute thresholds apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +94,48 @@ class RfmValues:
     orders: int
     """Paid orders."""
     monetary: float
-    """Total paid."""
+    """Total spent, on the basis of ``tagline_contracts.orders.spend_basis`` (what was paid for the goods)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RfmScore:
-    """Quintile scores, 5 the best (most recent, most orders, most money), and the segment they name."""
+    """Scores 1-5, 5 the best (most recent, most orders, most money), and the segment they name."""
 
     recency: int
     frequency: int
     monetary: int
     segment: RfmSegment
 
+
+def _check_cuts(owner: str, name: str, cuts: Sequence[float]) -> None:
+    if not all(math.isfinite(cut) for cut in cuts) or list(cuts) != sorted(cuts):
+        raise ValueError(f"{owner}.{name} cut points must be finite and ascending, got {list(cuts)}")
+
+
+@dataclass(frozen=True, slots=True)
+class AbsoluteThresholds:
+    """The cut points used below the minimum population: four per dimension, ascending (see the module
+    docstring for the defaults and why). A value on a cut point counts on the side of the smaller values:
+    30 days is still R 5, 1 order is F 1, NT$1,000 is M 1."""
+
+    recency_days: tuple[float, float, float, float] = (30, 90, 180, 365)
+    """Whole days since the last paid order: up to the first is R 5, ..., beyond the last R 1."""
+    frequency: tuple[float, float, float, float] = (1, 2, 3, 5)
+    """Paid orders: up to the first is F 1, ..., beyond the last F 5."""
+    monetary: tuple[float, float, float, float] = (1_000, 3_000, 10_000, 30_000)
+    """Total spent (NT$): up to the first is M 1, ..., beyond the last M 5."""
+
+    def __post_init__(self) -> None:
+        for name in ("recency_days", "frequency", "monetary"):
+            cuts = getattr(self, name)
+            if len(cuts) != _CUTS:
+                raise ValueError(f"AbsoluteThresholds.{name} needs {_CUTS} cut points, got {len(cuts)}")
+            _check_cuts("AbsoluteThresholds", name, cuts)
+            if cuts[0] < 0:
+                raise ValueError(f"AbsoluteThresholds.{name} cut points cannot be negative, got {list(cuts)}")
+
+
+DEFAULT_THRESHOLDS: Final = AbsoluteThresholds()
 
 # ----------------------------------------------------------------------------------------------------
 # Segments
@@ -144,7 +210,6 @@ _SCORES: Final[tuple[RfmScore, ...]] = tuple(
     for m in range(1, 6)
 )
 """All 125 scores, built (and checked for gaps) on import; shared by every scoring call."""
-_MIDDLE: Final = _SCORES[_index(3, 3, 3)]
 
 if {score.segment for score in _SCORES} != set(RFM_SEGMENTS):  # pragma: no cover
     raise AssertionError("SEGMENT_RULES must reach every RFM segment")
@@ -162,19 +227,20 @@ def segment_of(r: int, f: int, m: int) -> RfmSegment:
 # The model
 
 
-def days_since(at: datetime, now: datetime) -> float:
-    """Days (fractional) from ``at`` to ``now``, both aware; negative if ``at`` is after ``now``."""
-    return (now - at).total_seconds() / _SECONDS_PER_DAY
+def days_since(at: datetime, now: datetime) -> int:
+    """Whole days (24 hours, rounded down) from ``at`` to ``now``, both aware; 0 if ``at`` is later."""
+    return max(0, (now - at) // _DAY)
 
 
 @dataclass(frozen=True, slots=True)
 class RfmModel:
-    """Cut points learned from one population by :func:`fit`: four per dimension, ascending.
+    """Four cut points per dimension, ascending, made by :func:`fit` for one population.
 
-    ``recency_days`` are in days since the last order: fewer days than a cut point is the better side.
+    ``recency_days`` are in whole days since the last order: fewer days than a cut point is the better side.
     ``frequency`` and ``monetary``: more than a cut point is the better side. A value exactly on a cut
-    point is on its worse side. An empty population (``population == 0``) has no cut points at all, and
-    everyone scores 3 on every dimension.
+    point counts on the side of the smaller values. ``scoring`` says how the cut points were made:
+    ``quintiles`` fitted to the ``population`` (at least ``min_population`` buyers), or the ``absolute``
+    thresholds (fewer buyers than that).
     """
 
     recency_days: tuple[float, ...]
@@ -183,25 +249,28 @@ class RfmModel:
     computed_at: datetime
     """The ``now`` the population's recency was measured at: the default ``now`` for :meth:`score`."""
     population: int
+    scoring: Scoring
+    min_population: int
+    """The minimum population for quintiles when the model was made."""
 
     def __post_init__(self) -> None:
         if self.computed_at.tzinfo is None or self.computed_at.utcoffset() is None:
             raise ValueError("RfmModel.computed_at must be an aware datetime")
         if self.population < 0:
             raise ValueError(f"RfmModel.population cannot be negative, got {self.population}")
-        wanted = 0 if self.population == 0 else _CUTS
-        for name, cuts in (
-            ("recency_days", self.recency_days),
-            ("frequency", self.frequency),
-            ("monetary", self.monetary),
-        ):
-            if len(cuts) != wanted:
-                raise ValueError(
-                    f"RfmModel.{name} needs {wanted} cut points for a population of {self.population}, "
-                    f"got {len(cuts)}"
-                )
-            if not all(math.isfinite(cut) for cut in cuts) or list(cuts) != sorted(cuts):
-                raise ValueError(f"RfmModel.{name} cut points must be finite and ascending, got {cuts}")
+        if self.min_population < 1:
+            raise ValueError(f"RfmModel.min_population must be at least 1, got {self.min_population}")
+        wanted: Scoring = "quintiles" if self.population >= self.min_population else "absolute"
+        if self.scoring != wanted:
+            raise ValueError(
+                f"RfmModel.scoring must be {wanted!r} for a population of {self.population} with a minimum "
+                f"of {self.min_population} for quintiles, got {self.scoring!r}"
+            )
+        for name in ("recency_days", "frequency", "monetary"):
+            cuts = getattr(self, name)
+            if len(cuts) != _CUTS:
+                raise ValueError(f"RfmModel.{name} needs {_CUTS} cut points, got {len(cuts)}")
+            _check_cuts("RfmModel", name, cuts)
 
     @property
     def model_id(self) -> str:
@@ -212,18 +281,11 @@ class RfmModel:
         at = self.computed_at.astimezone(UTC)
         return f"rfm-{at:%Y%m%dT%H%M%S}.{at.microsecond // 1000:03d}Z"
 
-    @property
-    def empty(self) -> bool:
-        """Learned from nobody: every score is 3."""
-        return self.population == 0
-
     def score(self, values: RfmValues, now: datetime | None = None) -> RfmScore:
         """Scores for one member, recency measured at ``now`` (default: :attr:`computed_at`)."""
-        if self.empty:
-            return _MIDDLE
         days = days_since(values.last_order_at, self.computed_at if now is None else now)
         return _SCORES[
-            (_CUTS - bisect_right(self.recency_days, days)) * 25
+            (_CUTS - bisect_left(self.recency_days, days)) * 25
             + bisect_left(self.frequency, values.orders) * 5
             + bisect_left(self.monetary, values.monetary)
         ]
@@ -234,6 +296,8 @@ class RfmModel:
             "model_id": self.model_id,
             "computed_at": self.computed_at,
             "population": self.population,
+            "scoring": self.scoring,
+            "min_population": self.min_population,
             "recency_days": list(self.recency_days),
             "frequency": list(self.frequency),
             "monetary": list(self.monetary),
@@ -241,21 +305,45 @@ class RfmModel:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> RfmModel:
-        """The model :meth:`to_doc` wrote (``model_id`` is derived, so it is not read back)."""
+        """The model :meth:`to_doc` wrote (``model_id`` is derived, so it is not read back).
+
+        A document from before ``scoring`` existed holds quintiles fitted without a minimum (read as
+        ``min_population`` 1), or, for a channel without buyers, no cut points at all (read as the default
+        absolute thresholds).
+        """
         computed_at = doc["computed_at"]
         if not isinstance(computed_at, datetime):
             raise TypeError(f"RfmModel.computed_at must be a datetime, got {type(computed_at).__name__}")
+        population = int(doc["population"])
+        if "scoring" not in doc and population == 0:
+            return _absolute(DEFAULT_THRESHOLDS, computed_at, population=0, min_population=1)
         return cls(
             recency_days=_floats(doc["recency_days"]),
             frequency=_floats(doc["frequency"]),
             monetary=_floats(doc["monetary"]),
             computed_at=computed_at,
-            population=int(doc["population"]),
+            population=population,
+            scoring=doc.get("scoring", "quintiles"),
+            min_population=int(doc.get("min_population", 1)),
         )
 
 
 def _floats(values: Sequence[Any]) -> tuple[float, ...]:
     return tuple(float(value) for value in values)
+
+
+def _absolute(
+    thresholds: AbsoluteThresholds, now: datetime, *, population: int, min_population: int
+) -> RfmModel:
+    return RfmModel(
+        recency_days=_floats(thresholds.recency_days),
+        frequency=_floats(thresholds.frequency),
+        monetary=_floats(thresholds.monetary),
+        computed_at=now,
+        population=population,
+        scoring="absolute",
+        min_population=min_population,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -267,32 +355,39 @@ def fit(
     orders: Sequence[int],
     monetary: Sequence[float],
     now: datetime,
+    *,
+    min_population: int = MIN_QUINTILE_POPULATION,
+    thresholds: AbsoluteThresholds = DEFAULT_THRESHOLDS,
 ) -> RfmModel:
-    """Learn the quintile cut points from a population given as three parallel lists.
+    """The model for a population given as three parallel lists: quintile cut points when it has at least
+    ``min_population`` members, else ``thresholds``.
 
     ``recency_days[i]`` (see :func:`days_since`, measured at ``now``), ``orders[i]`` and ``monetary[i]`` are
     member ``i``'s values. All must be finite numbers.
     """
     n = _same_length(recency_days, orders, monetary)
-    if n == 0:
-        return RfmModel((), (), (), computed_at=now, population=0)
+    if min_population < 1:
+        raise ValueError(f"min_population must be at least 1, got {min_population}")
     for name, column in (("recency_days", recency_days), ("orders", orders), ("monetary", monetary)):
         # A NaN would silently break sorting; sum is C-fast and NaN/infinite if any value is.
         if not math.isfinite(sum(column)):
             raise ValueError(f"RFM {name} must all be finite numbers")
-    # Fewer days is better: cut the negated days like the other two, then turn them back into days.
-    recency = _cut_points(sorted([-days for days in recency_days]))
+    if n < min_population:
+        return _absolute(thresholds, now, population=n, min_population=min_population)
     return RfmModel(
-        recency_days=tuple(-cut for cut in reversed(recency)),
+        recency_days=_cut_points(sorted(recency_days)),
         frequency=_cut_points(sorted(orders)),
         monetary=_cut_points(sorted(monetary)),
         computed_at=now,
         population=n,
+        scoring="quintiles",
+        min_population=min_population,
     )
 
 
 def _cut_points(ordered: Sequence[float]) -> tuple[float, ...]:
-    """Four cut points for ascending values, more being better (see the module docstring)."""
+    """Four quintile cut points for ascending values; ``b`` values at or below cut point ``k`` (see the module
+    docstring)."""
     n = len(ordered)
     cuts: list[float] = []
     for k in range(1, _CUTS + 1):
@@ -321,16 +416,14 @@ def score_all(
     ``recency_days`` must be measured at the moment the scores are for (usually ``model.computed_at``).
     The :class:`RfmScore` objects are shared (there are only 125), not one per member.
     """
-    n = _same_length(recency_days, orders, monetary)
-    if model.empty:
-        return [_MIDDLE] * n
+    _same_length(recency_days, orders, monetary)
     scores = _SCORES
-    r_worse = map(bisect_right, repeat(model.recency_days), recency_days)
-    f_better = map(bisect_left, repeat(model.frequency), orders)
-    m_better = map(bisect_left, repeat(model.monetary), monetary)
+    r_past = map(bisect_left, repeat(model.recency_days), recency_days)
+    f_past = map(bisect_left, repeat(model.frequency), orders)
+    m_past = map(bisect_left, repeat(model.monetary), monetary)
     return [
         scores[100 - r * 25 + f * 5 + m]  # (_CUTS - r) * 25 + f * 5 + m
-        for r, f, m in zip(r_worse, f_better, m_better, strict=True)
+        for r, f, m in zip(r_past, f_past, m_past, strict=True)
     ]
 
 
