@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -117,6 +118,22 @@ class Publisher:
             envelope.model_dump_json(by_alias=True).encode(),
             send_request_key(channel, payload.target).encode(),
         )
+
+    async def send_unchecked(self, request: dict[str, Any], channel: str = CHANNEL) -> None:
+        """A ``SendMessages`` record as a producer that does not use the contracts could write it (the model
+        would refuse to build it: invalid message objects, say)."""
+        now = datetime.now(UTC).isoformat()
+        target = request["target"]
+        key = f"{channel}:{target['user_id']}" if target["kind"] == "user" else f"{channel}:{target['kind']}"
+        envelope = {
+            "event_id": new_event_id(),
+            "channel_id": channel,
+            "occurred_at": now,
+            "produced_at": now,
+            "schema": "SendMessages",
+            "payload": request,
+        }
+        await self.raw(topics.SEND_REQUESTS, json.dumps(envelope).encode(), key.encode())
 
     async def member(
         self,

@@ -3,8 +3,10 @@
 A :class:`SendMessages` asks the sender to deliver 1–5 LINE message objects to a target: one user, a list of
 users of any length, or a segment (:data:`tagline_contracts.segments.SegmentFilter`, the same model tagger
 evaluates). ``idempotency_key`` is the natural key: the same key twice on one channel is sent once. Message
-objects are LINE's own JSON (``{"type": "text", "text": "…"}``); the sender validates them against
-line-bot-sdk's models and dead-letters the request with the reason when they do not fit.
+objects are LINE's own JSON (``{"type": "text", "text": "…"}``), checked by the model itself with
+:func:`tagline_contracts.line_messages.validate_line_messages` (line-bot-sdk's models and LINE's limits): a
+producer cannot build an invalid request, and the sender dead-letters a record that is not one, with the
+reason (``messages[0].template.actions: Size must be between 1 and 4``), before any LINE call.
 
 Every outcome of every LINE call the sender makes is a :class:`SendResult` on ``send.results.v1`` (key
 ``channel:requestId``): ``accepted`` (LINE took it), ``deferred`` (held back by the monthly quota; it is
@@ -19,8 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from tagline_contracts.base import Contract, check_storable
+from tagline_contracts.base import Contract
 from tagline_contracts.envelope import Envelope
+from tagline_contracts.line_messages import check_line_messages
 from tagline_contracts.segments import SegmentFilter
 
 SEND_MESSAGES_SCHEMA: Literal["SendMessages"] = "SendMessages"
@@ -60,16 +63,6 @@ class ReplyContext(Contract):
     received_at: AwareDatetime
 
 
-def check_message_types(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` if each is a LINE message object with a string ``type`` that can be stored (a pydantic
-    field validator; see :func:`check_storable`)."""
-    for index, message in enumerate(messages):
-        if not isinstance(message.get("type"), str):
-            raise ValueError(f"messages[{index}] has no string 'type'")  # noqa: TRY004 - pydantic needs ValueError
-        check_storable(message, f"messages[{index}]")
-    return messages
-
-
 class SendMessages(Contract):
     """Payload of ``send.requests.v1`` (key ``channel:<target>``): send these messages to that target."""
 
@@ -88,8 +81,8 @@ class SendMessages(Contract):
 
     @field_validator("messages")
     @classmethod
-    def _typed_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return check_message_types(messages)
+    def _valid_messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_line_messages(messages, "messages")
 
     @model_validator(mode="after")
     def _consistent(self) -> SendMessages:

@@ -16,6 +16,7 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from tagline_contracts import topics
+from tagline_contracts.line_messages import warm_up
 from tagline_liveshop.adapters.store import LiveshopStore
 from tagline_liveshop.domain.model import SessionStatus
 from tagline_liveshop.domain.session import Changes, LiveSession
@@ -136,6 +137,8 @@ class LiveshopService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # the message validator's line-bot-sdk (about a second to import) now, not in the first batch
+        await asyncio.to_thread(warm_up)
         settings = self.settings
         produced = [topics.SEND_REQUESTS, topics.SHOP_ORDERS]
         await ensure_topics(

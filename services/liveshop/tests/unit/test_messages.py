@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tagline_contracts import topics
+from tagline_contracts.line_limits import utf16_len
 from tagline_contracts.orders import OrderEventKind, OrderEventRecord
 from tagline_contracts.sending import SendCategory, SendRequested, UserTarget
 from tagline_liveshop.domain.messages import (
@@ -204,6 +205,24 @@ def test_a_long_text_is_cut_to_lines_limit() -> None:
     assert len(render(session.header, notice, None)) == MAX_TEXT
 
 
+def test_the_limit_is_counted_as_line_counts_it_in_utf16_code_units() -> None:
+    """An emoji is 2 characters for LINE: 3,000 of them are 6,000, cut to 2,500 (never half of one)."""
+    session = live({"B02": 5}, confirmation="🎉" * 3_000 + "{lines}")
+    changes = say(session, "U1", "B02 +1")
+    text = text_of(session, changes.notices[0])
+    assert text == "🎉" * 2_500 and utf16_len(text) == MAX_TEXT
+    [request] = send_requests(outbox(session, changes))  # a send request LINE accepts: it can be built
+    assert request.payload.messages == [{"type": "text", "text": text}]
+
+
+def test_a_template_that_renders_blank_falls_back_to_the_default_layout() -> None:
+    session = live({"B02": 5}, confirmation="{notes}")
+    changes = say(session, "U1", "B02 +1")
+    assert text_of(session, changes.notices[0]).startswith("訂單 S1-1\nB02 襯衫 ×1")
+    with pytest.raises(Rejected, match="confirmation_template: must not be blank"):
+        check_templates(" \n", DEFAULT_CHECKOUT_URL)
+
+
 @pytest.mark.parametrize(
     ("the_note", "text"),
     [
@@ -336,7 +355,8 @@ def test_a_template_the_check_accepts_renders_every_confirmation(confirmation: s
     session = live({"B02": 0, "D04": 5}, confirmation=confirmation)
     changes = say(session, "U1", "D04 +1，B02 +1")  # a note, a line, NT$1,280.50
     assert changes.notices[0].notes
-    text_of(session, changes.notices[0])
+    assert 1 <= utf16_len(text_of(session, changes.notices[0]).strip()) <= MAX_TEXT
+    assert len(send_requests(outbox(session, changes))) == 1  # a valid send request (the model checks it)
 
 
 # ----------------------------------------------------------------------------------------------------

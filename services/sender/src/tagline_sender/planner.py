@@ -22,13 +22,7 @@ from tagline_contracts.segments import to_mongo_query
 from tagline_contracts.sending import SegmentTarget, SendMessages, SendMethod, UserTarget
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import DeliveryState
-from tagline_sender.domain.planning import (
-    InvalidRequest,
-    batches,
-    first_method,
-    method_for_batch,
-    validate_messages,
-)
+from tagline_sender.domain.planning import InvalidRequest, batches, first_method, method_for_batch
 from tagline_sender.settings import ChannelConfig
 
 log = logging.getLogger("tagline.sender.planner")
@@ -60,10 +54,10 @@ class Planner:
         self._clock = clock
 
     def check(self, channel_id: str, request: SendMessages) -> None:
-        """Raise :class:`InvalidRequest` for a request that can never be sent."""
+        """Raise :class:`InvalidRequest` for a request that can never be sent (its messages are valid: the
+        :class:`SendMessages` model checked them when the record was read)."""
         if channel_id not in self._channels:
             raise InvalidRequest(f"channel {channel_id!r} is not configured in the sender")
-        validate_messages(request.messages)
 
     async def recipients(self, channel_id: str, request: SendMessages, now: datetime) -> list[str]:
         """The request's recipients, sorted and unique, without members who blocked the channel."""

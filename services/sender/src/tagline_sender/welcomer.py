@@ -8,8 +8,11 @@ sender drops it rather than paying for a push, and follows older than that (a ba
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+
+from pydantic import ValidationError
 
 from tagline_contracts import topics
 from tagline_contracts.envelope import LineEventReceived, new_event_id
@@ -26,6 +29,8 @@ from tagline_platform.kafka import Outgoing
 from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.domain.welcome import WelcomeSpec, welcome_for
 from tagline_sender.journeys import Publish
+
+log = logging.getLogger("tagline.sender.welcome")
 
 
 class Welcomer:
@@ -55,8 +60,17 @@ class Welcomer:
         user_id = event.source.user_id
         member = await self._store.member(envelope.channel_id, user_id)
         source = (member or {}).get("attributes", {}).get("source")
+        try:
+            spec = WelcomeSpec.model_validate(doc["spec"])
+        except ValidationError as exc:  # stored before a check it fails (LINE's limits): nothing to send
+            log.error(  # noqa: TRY400 - the reason is the message; a traceback says nothing more
+                "stored welcome is not valid; nothing is sent until it is replaced: %s",
+                exc,
+                extra={"channel_id": envelope.channel_id, "event_id": envelope.event_id},
+            )
+            return False
         messages = welcome_for(
-            WelcomeSpec.model_validate(doc["spec"]),
+            spec,
             unblocked=event.follow.is_unblocked,
             source=source if isinstance(source, str) else None,
         )

@@ -244,7 +244,7 @@ async def test_bad_requests_go_to_the_dlq_with_the_reason(
 ) -> None:
     async with start_sender():
         await publish.raw(topics.SEND_REQUESTS, b"{not json", b"x")
-        await publish.send(request("bad-msg", user("U1"), messages=[{"type": "hologram"}]))
+        await publish.send_unchecked(request("bad-msg", user("U1"), messages=[{"type": "hologram"}]))
         await publish.send(request("bad-channel", user("U1")), channel="999")
         await publish.send(request("good", user("U1")))
         await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, what="the good request")
@@ -256,6 +256,41 @@ async def test_bad_requests_go_to_the_dlq_with_the_reason(
     assert any("Invalid JSON" in r or "json" in r.lower() for r in reasons)
     assert any("messages[0]" in r for r in reasons)
     assert any("999" in r and "not configured" in r for r in reasons)
+
+
+async def test_a_message_line_would_refuse_is_dead_lettered_once_before_any_line_call(
+    start_sender: Any, publish: Any, line: Any, kafka_bootstrap: str, namespace: str, eventually: Eventually
+) -> None:
+    """A buttons template with 5 actions (LINE allows 4) to 1,001 friends: not three multicasts LINE refuses
+    one by one, but one dead letter naming the property, and no LINE call."""
+    buttons = {
+        "type": "template",
+        "altText": "本週優惠",
+        "template": {
+            "type": "buttons",
+            "text": "選一個",
+            "actions": [{"type": "message", "label": f"選項{i}", "text": f"{i}"} for i in range(5)],
+        },
+    }
+    ids = [f"U{i:05d}" for i in range(1_001)]
+    async with start_sender():
+        await publish.send_unchecked(
+            request("five-actions", {"kind": "users", "user_ids": ids}, messages=[buttons])
+        )
+        await publish.send(request("after", user("U1")))
+        await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, what="the next request")
+        letters = await read_topic(
+            kafka_bootstrap,
+            f"{namespace}{topics.dlq(topics.SEND_REQUESTS)}",
+            count=1,
+            timeout_s=15,
+            settle_s=1.0,
+        )
+    [letter] = letters
+    assert "messages[0].template.actions: Size must be between 1 and 4" in json.loads(letter.value)["error"]
+    sends = [r.endpoint for r in line.emu.requests() if r.endpoint in ("reply", "push", "multicast")]
+    assert sends == ["push"]  # only the request after it
+    assert line.emu.deliveries(CHANNEL) == {"U1": 1}
 
 
 async def test_standby_mode_sends_nothing(

@@ -123,7 +123,7 @@ def test_hours_and_default_time_of_day() -> None:
         ({"timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"steps": []}, "at least 1"),
         ({"steps": [{"wait": 1, "wait_unit": "hours", "at": "10:00", "otherwise": TEXT}]}, "only goes with"),
-        ({"steps": [{"wait": 1, "otherwise": [{"text": "no type"}]}]}, "no string 'type'"),
+        ({"steps": [{"wait": 1, "otherwise": [{"text": "no type"}]}]}, "steps[0].otherwise[0].type: must be"),
         ({"steps": [{"wait": 1, "otherwise": TEXT * 6}]}, "at most 5"),
         (
             {"active_from": "2026-12-01T00:00:00Z", "active_until": "2026-11-01T00:00:00Z"},

@@ -10,7 +10,7 @@ from tagline_contracts.sending import (
     UsersTarget,
     UserTarget,
 )
-from tagline_sender.domain.planning import InvalidRequest, batches, first_method, validate_messages
+from tagline_sender.domain.planning import batches, first_method
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 TTL = timedelta(seconds=25)
@@ -43,16 +43,18 @@ def test_fresh_reply_token_is_used_first_stale_one_is_not() -> None:
     assert first_method(request(target=UsersTarget(user_ids=["a", "b"])), 2, NOW, TTL) is SendMethod.MULTICAST
 
 
-def test_messages_are_checked_with_the_sdk_models() -> None:
-    validate_messages(
-        [{"type": "text", "text": "hi"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}]
+def test_a_request_holds_only_messages_line_accepts() -> None:
+    """The sender validates message objects where it reads the record (the ``SendMessages`` model), with
+    line-bot-sdk's models and LINE's limits; the error names the message and the property."""
+    request(
+        messages=[{"type": "text", "text": "hi"}, {"type": "sticker", "packageId": "1", "stickerId": "2"}]
     )
-    with pytest.raises(InvalidRequest, match=r"messages\[0\]"):
-        validate_messages([{"type": "text"}])
-    with pytest.raises(InvalidRequest, match=r"messages\[1\]"):
-        validate_messages([{"type": "text", "text": "ok"}, {"type": "hologram"}])
-    with pytest.raises(InvalidRequest, match="longer than 5000"):
-        validate_messages([{"type": "text", "text": "x" * 5_001}])
+    with pytest.raises(ValueError, match=r"messages\[0\]\.text: must be specified"):
+        request(messages=[{"type": "text"}])
+    with pytest.raises(ValueError, match=r"messages\[1\]\.type: must be one of"):
+        request(messages=[{"type": "text", "text": "ok"}, {"type": "hologram"}])
+    with pytest.raises(ValueError, match=r"messages\[0\]\.text: Length must be between 1 and 5000"):
+        request(messages=[{"type": "text", "text": "x" * 5_001}])
 
 
 def test_request_contract_rules() -> None:

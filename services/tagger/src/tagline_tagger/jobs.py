@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from tagline_contracts import topics
 from tagline_contracts.attributes import (
     MemberUpdated,
@@ -58,13 +60,25 @@ class RuleCache:
         self._store = store
         self._metrics = metrics
         self.rules = RuleSet.empty()
+        self._reported: set[tuple[Any, Any]] = set()  # invalid stored rules logged (id, version): once each
 
     def current(self) -> RuleSet:
         return self.rules
 
     async def refresh(self) -> None:
-        docs = await self._store.all_rules()
-        self.rules = RuleSet.compile(Rule.model_validate(rule_from_doc(doc)) for doc in docs)
+        rules = []
+        for doc in await self._store.all_rules():
+            try:
+                rules.append(Rule.model_validate(rule_from_doc(doc)))
+            except ValidationError as exc:  # stored before a check it fails (LINE's limits): the others apply
+                if (doc.get("_id"), doc.get("version")) not in self._reported:
+                    self._reported.add((doc.get("_id"), doc.get("version")))
+                    log.error(  # noqa: TRY400 - the reason is the message; a traceback says nothing more
+                        "stored rule is not valid; ignored until it is updated: %s",
+                        exc,
+                        extra={"rule_id": doc.get("_id"), "channel_id": doc.get("channel_id")},
+                    )
+        self.rules = RuleSet.compile(rules)
         self._metrics.rules.set(len(self.rules))
 
 

@@ -17,6 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from tagline_contracts import topics
+from tagline_contracts.line_messages import warm_up
 from tagline_contracts.sending import SendResulted
 from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.deadletters import DeadLetters, reason
@@ -182,6 +183,8 @@ class TaggerService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # the message validator's line-bot-sdk (about a second to import) now, not in the first batch
+        await asyncio.to_thread(warm_up)
         settings = self.settings
         if not self.channels:
             raise ConfigurationError(

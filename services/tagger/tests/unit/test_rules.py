@@ -374,7 +374,7 @@ SIX_MESSAGES = [{"type": "text", "text": str(i)} for i in range(6)]
             kw("contains", "x", auto_reply=[{"type": "text", "text": "a"}, {"text": "no type"}]),
             "auto_reply[1]",
         ),
-        (kw("contains", "x", auto_reply=[{"type": 3}]), "string 'type'"),
+        (kw("contains", "x", auto_reply=[{"type": 3}]), "auto_reply[0].type: must be one of"),
         (kw("contains", "x", auto_reply=["hello"]), "valid dictionary"),
         ({"kind": "follow", "auto_reply": [{"type": "text", "text": "hi"}]}, "Extra inputs"),
         ({"kind": "follow", "when": "sometimes"}, "'any', 'new' or 'unblocked'"),

@@ -10,8 +10,10 @@
 - ``required`` is replaced by a keyword that reports each missing property at its own path.
 - arrays of plain strings (the 500 ids of a multicast) are checked by one keyword in one loop.
 
-A few rules LINE enforces but the document does not state (``SUPPLEMENTS``: a text must not be empty nor
-longer than 5,000 characters, ``to`` must not be empty) are merged into the translated schemas.
+LINE's documented limits the document does not state (a text of 1–5,000 characters, a buttons template of
+at most 4 actions, ``https://`` image URLs, a push ``to`` that is not empty, …) are checked after it, with
+the table the sender checks them with (:data:`tagline_contracts.line_limits.LIMITS`); a property the
+document already found wrong is not reported twice.
 
 Errors come out in LINE's shape: ``{"message": "...", "property": "messages[0].text"}``.
 """
@@ -32,6 +34,7 @@ from jsonschema import Draft4Validator, ValidationError, validators  # type: ign
 from jsonschema.protocols import Validator  # type: ignore[import-untyped]
 
 from tagline_contracts import line_openapi
+from tagline_contracts.line_limits import request_limit_errors
 
 SPEC_ENV = "TAGLINE_EMULATOR_SPEC_PATH"
 
@@ -42,13 +45,6 @@ OPERATIONS: dict[str, str] = {
     "multicast": "multicast",
     "narrowcast": "narrowcast",
     "broadcast": "broadcast",
-}
-
-# LINE rules the OpenAPI document does not state: schema name -> property -> extra keywords
-SUPPLEMENTS: dict[str, dict[str, dict[str, Any]]] = {
-    "TextMessage": {"text": {"minLength": 1, "maxLength": 5000}},
-    "TextMessageV2": {"text": {"minLength": 1, "maxLength": 5000}},
-    "PushMessageRequest": {"to": {"minLength": 1}},
 }
 
 _REF_PREFIX = "#/components/schemas/"
@@ -116,8 +112,7 @@ class _Translator:
 
     def definitions(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, original in self._schemas.items():
-            schema = self._supplemented(name, original)
+        for name, schema in self._schemas.items():
             if name in self._polymorphic:
                 base = {k: v for k, v in schema.items() if k != "discriminator"}
                 out[name + _BASE_SUFFIX] = self.schema(base)
@@ -125,22 +120,6 @@ class _Translator:
             else:
                 out[name] = self.schema(schema)
         return out
-
-    @staticmethod
-    def _supplemented(name: str, schema: Any) -> Any:
-        extra = SUPPLEMENTS.get(name)
-        if not extra:
-            return schema
-        schema = dict(schema)
-        if "allOf" in schema:  # a subtype: the properties live in the allOf's second part
-            parts = [dict(p) for p in schema["allOf"]]
-            for part in parts:
-                if "properties" in part:
-                    part["properties"] = _merge_properties(part["properties"], extra)
-            schema["allOf"] = parts
-        else:
-            schema["properties"] = _merge_properties(schema.get("properties", {}), extra)
-        return schema
 
     def _dispatch(self, discriminator: Mapping[str, Any], base_name: str) -> dict[str, Any]:
         mapping = discriminator.get("mapping") or {}
@@ -188,16 +167,6 @@ class _Translator:
         if key in _SUBSCHEMA_ONE:
             return self.schema(value)
         return value
-
-
-def _merge_properties(
-    properties: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    merged = dict(properties)
-    for name, keywords in extra.items():
-        if name in merged:
-            merged[name] = {**merged[name], **keywords}
-    return merged
 
 
 # --- custom keywords ----------------------------------------------------------------------------------------
@@ -315,11 +284,18 @@ class BodyValidator:
             self._validators[endpoint] = _LineValidator(root)
 
     def validate(self, endpoint: str, body: Any) -> list[ErrorDetail]:
-        """LINE-style error details for ``body`` (an empty list when it is valid)."""
+        """LINE-style error details for ``body`` (an empty list when it is valid): the document's, then
+        LINE's limits it does not state (:func:`tagline_contracts.line_limits.request_limit_errors`)."""
         validator = self._validators[endpoint]
-        return [
+        errors = [
             ErrorDetail(_line_message(error), property_path(list(error.absolute_path)))
             for error in validator.iter_errors(body)
+        ]
+        named = {e.property for e in errors}
+        return errors + [
+            ErrorDetail(e.message, e.property)
+            for e in request_limit_errors(endpoint, body)
+            if e.property not in named
         ]
 
     @classmethod

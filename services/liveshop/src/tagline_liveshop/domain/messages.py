@@ -3,23 +3,33 @@
 The session's ``confirmation_template`` lays out a confirmation with the placeholders ``{notes}``,
 ``{order_id}``, ``{lines}``, ``{total}`` and ``{checkout_url}``; ``checkout_url_template`` builds the link
 from ``{order_id}``, ``{session_id}`` and ``{user_id}``. :func:`check_templates` rejects templates that use
-any other placeholder, so a typo fails when the session is configured, not during the stream.
+any other placeholder, or a blank confirmation, so a typo fails when the session is configured, not during
+the stream.
+
+Every text :func:`render` returns fits a LINE text message (1–5,000 characters counted as LINE counts them,
+in UTF-16 code units): a long one is cut, and a template that renders blank ("{notes}" without notes) falls
+back to the default layout. The send request built from it is validated like every other
+(:mod:`tagline_contracts.line_messages`), so a text LINE would refuse would stop the writer's batch.
 """
 
 from __future__ import annotations
 
 from string import Formatter
 
-from tagline_liveshop.domain.model import Header, Order, OrderState
+from tagline_contracts.line_limits import fit_text
+from tagline_liveshop.domain.model import DEFAULT_CONFIRMATION, Header, Order, OrderState
 from tagline_liveshop.domain.session import Note, NoteKind, Notice, Rejected
 
 CONFIRMATION_FIELDS = {"notes": "", "order_id": "S-1", "lines": "", "total": "0", "checkout_url": ""}
 CHECKOUT_FIELDS = {"order_id": "S-1", "session_id": "S", "user_id": "U"}
-MAX_TEXT = 5_000  # LINE's limit for a text message
+MAX_TEXT = 5_000  # LINE's limit for a text message, in UTF-16 code units
 
 
 def check_templates(confirmation: str, checkout_url: str) -> None:
-    """Reject a template that uses anything but its plain placeholders (no ``{x.attr}``, ``{x[0]}``)."""
+    """Reject a template that uses anything but its plain placeholders (no ``{x.attr}``, ``{x[0]}``), and
+    a blank confirmation (LINE refuses an empty text)."""
+    if not confirmation.strip():
+        raise Rejected("confirmation_template: must not be blank (LINE refuses an empty text message)")
     for name, template, fields in (
         ("confirmation_template", confirmation, CONFIRMATION_FIELDS),
         ("checkout_url_template", checkout_url, CHECKOUT_FIELDS),
@@ -79,13 +89,14 @@ def note_text(header: Header, note: Note) -> str:
 
 
 def render(header: Header, notice: Notice, order: Order | None) -> str:
-    """The text of ``notice``: its notes, then the summary of the buyer's order while it is unpaid."""
+    """The text of ``notice``: its notes, then the summary of the buyer's order while it is unpaid; 1–5,000
+    UTF-16 code units, as LINE takes a text message."""
     notes = "".join(note_text(header, n) + "\n" for n in notice.notes)
     if order is None or not order.lines or order.state not in (OrderState.OPEN, OrderState.CHECKED_OUT):
         text = notes.strip() or "目前沒有訂單。"
         if order is not None:
             text += f"\n（訂單 {order.order_id}）"
-        return text[:MAX_TEXT]
+        return fit_text(text, MAX_TEXT)
     lines = "\n".join(
         f"{item_name(header, x.code, x.variant)} ×{x.quantity}  NT${money(x.quantity * x.unit_price)}"
         for x in order.lines
@@ -93,10 +104,17 @@ def render(header: Header, notice: Notice, order: Order | None) -> str:
     checkout = header.checkout_url_template.format(
         order_id=order.order_id, session_id=order.session_id, user_id=order.user_id
     )
-    text = header.confirmation_template.format(
-        notes=notes, order_id=order.order_id, lines=lines, total=money(order.amount), checkout_url=checkout
-    )
-    return text[:MAX_TEXT]
+    fields = {
+        "notes": notes,
+        "order_id": order.order_id,
+        "lines": lines,
+        "total": money(order.amount),
+        "checkout_url": checkout,
+    }
+    text = header.confirmation_template.format(**fields)
+    if not text.strip():  # "{notes}" without notes, say: the default layout rather than an empty message
+        text = DEFAULT_CONFIRMATION.format(**fields)
+    return fit_text(text, MAX_TEXT)
 
 
 def points_text(points: int, order_id: str) -> str:

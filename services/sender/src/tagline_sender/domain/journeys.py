@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tagline_contracts.line_messages import InvalidMessages, message_errors
 from tagline_contracts.members import MemberSnapshot
 from tagline_contracts.segments import SegmentFilter, matches
-from tagline_contracts.sending import MAX_MESSAGES_PER_REQUEST, check_message_types
+from tagline_contracts.sending import MAX_MESSAGES_PER_REQUEST
 
 DEFAULT_TIMEZONE = "Asia/Taipei"
 MAX_BRANCHES = 4
@@ -63,8 +64,6 @@ class Branch(_Spec):
     when: SegmentFilter
     messages: Messages = Field(description="1-5 LINE message objects; empty = send nothing to this branch")
 
-    _check = field_validator("messages")(check_message_types)
-
 
 class Step(_Spec):
     wait: int = Field(
@@ -77,8 +76,6 @@ class Step(_Spec):
     )
     branches: list[Branch] = Field(default_factory=list, max_length=MAX_BRANCHES)
     otherwise: Messages = Field(default_factory=list, description="everyone else; empty = send nothing")
-
-    _check = field_validator("otherwise")(check_message_types)
 
     @model_validator(mode="after")
     def _sane(self) -> Step:
@@ -129,6 +126,19 @@ class JourneySpec(_Spec):
     def _window(self) -> JourneySpec:
         if self.active_from and self.active_until and self.active_until <= self.active_from:
             raise ValueError("active_until must be after active_from")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_messages(self) -> JourneySpec:
+        """Every message object as the sender checks it at send time; errors name the full path
+        (``steps[1].branches[0].messages[2].template.actions``)."""
+        errors = []
+        for i, step in enumerate(self.steps):
+            for j, branch in enumerate(step.branches):
+                errors += message_errors(branch.messages, f"steps[{i}].branches[{j}].messages")
+            errors += message_errors(step.otherwise, f"steps[{i}].otherwise")
+        if errors:
+            raise InvalidMessages(errors)
         return self
 
     @property

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tagline_contracts.sending import MAX_MESSAGES_PER_REQUEST, check_message_types
+from tagline_contracts.line_messages import InvalidMessages, message_errors
+from tagline_contracts.sending import MAX_MESSAGES_PER_REQUEST
 
 Messages = list[dict[str, Any]]
 
@@ -21,8 +22,6 @@ class SourceWelcome(BaseModel):
 
     source: str = Field(min_length=1, max_length=100)
     messages: Messages = Field(min_length=1, max_length=MAX_MESSAGES_PER_REQUEST)
-
-    _check = field_validator("messages")(check_message_types)
 
 
 class WelcomeSpec(BaseModel):
@@ -35,15 +34,23 @@ class WelcomeSpec(BaseModel):
     )
     by_source: list[SourceWelcome] = Field(default_factory=list, max_length=50)
 
-    _check = field_validator("messages", "unblocked_messages")(
-        lambda v: check_message_types(v) if v is not None else v
-    )
-
     @model_validator(mode="after")
     def _unique_sources(self) -> WelcomeSpec:
         sources = [s.source for s in self.by_source]
         if len(sources) != len(set(sources)):
             raise ValueError("by_source lists a source twice")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_messages(self) -> WelcomeSpec:
+        """Every message object as the sender checks it at send time; errors name the full path
+        (``by_source[1].messages[0].previewImageUrl``)."""
+        errors = message_errors(self.messages, "messages")
+        errors += message_errors(self.unblocked_messages or [], "unblocked_messages")
+        for index, item in enumerate(self.by_source):
+            errors += message_errors(item.messages, f"by_source[{index}].messages")
+        if errors:
+            raise InvalidMessages(errors)
         return self
 
 

@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from tagline_contracts.attributes import TagName, TagOrigin, check_attribute_keys
-from tagline_contracts.base import Contract, check_storable
+from tagline_contracts.base import Contract
+from tagline_contracts.line_messages import check_line_messages
 from tagline_contracts.members import AttributeValue
 from tagline_contracts.orders import OrderEventKind
 from tagline_tagger.domain.activity import Activity, ActivityKind
@@ -93,17 +94,15 @@ class KeywordCondition(Contract):
     match: KeywordMatch
     patterns: tuple[Pattern, ...] = Field(min_length=1, max_length=50)
     auto_reply: tuple[LineMessage, ...] | None = Field(default=None, min_length=1, max_length=5)
-    """LINE messages to reply with when the rule fires (a reply holds at most five)."""
+    """LINE messages to reply with when the rule fires (a reply holds at most five); validated as the sender
+    validates them (:mod:`tagline_contracts.line_messages`)."""
 
     @field_validator("auto_reply")
     @classmethod
-    def _messages_have_a_type(cls, value: tuple[LineMessage, ...] | None) -> tuple[LineMessage, ...] | None:
-        for i, message in enumerate(value or ()):
-            kind = message.get("type")
-            if not isinstance(kind, str) or not kind:
-                raise ValueError(f"auto_reply[{i}]: a LINE message needs a string 'type'")
-            check_storable(message, f"auto_reply[{i}]")  # NaN, 1e999, huge ints, "$" keys: a 500 when stored
-        return value
+    def _valid_messages(cls, value: tuple[LineMessage, ...] | None) -> tuple[LineMessage, ...] | None:
+        # as the sender checks them at send time (line-bot-sdk's models and LINE's limits), so a rule never
+        # fires a reply that dead-letters
+        return None if value is None else check_line_messages(value, "auto_reply")
 
     @model_validator(mode="after")
     def _patterns_usable(self) -> KeywordCondition:
