@@ -98,9 +98,10 @@ async def cancel_all(
 
 
 async def finish(
-    what: str, step: Awaitable[Any], *, timeout_s: float = STOP_TIMEOUT_S, failure_level: int = logging.ERROR
+    what: str, step: Awaitable[Any], *, timeout_s: float | None = None, failure_level: int = logging.ERROR
 ) -> bool:
-    """Await one step of a shutdown (a client's close, a broker's stop) for at most ``timeout_s``.
+    """Await one step of a shutdown (a client's close, a broker's stop) for at most ``timeout_s`` (by default
+    :data:`STOP_TIMEOUT_S`).
 
     Returns whether it completed. A step that takes longer is logged as a warning that names ``what`` and
     where it waits, then cancelled and left behind; a step that raises is logged with its traceback (at
@@ -110,6 +111,7 @@ async def finish(
     ``asyncio.wait``, so the bound holds even if the step swallows cancellations (``asyncio.timeout`` around
     it would wait for the step to give in).
     """
+    timeout_s = STOP_TIMEOUT_S if timeout_s is None else timeout_s
     task = asyncio.ensure_future(step)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
