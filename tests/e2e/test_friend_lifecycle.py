@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from tagline_contracts import topics
@@ -61,6 +62,7 @@ async def _campaign(
     )
 
 
+@pytest.mark.timeout(600)  # every service as its own process: about 70 s on a quiet machine
 async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told in order
     stack: Stack, kafka_producer: AIOKafkaProducer
 ) -> None:

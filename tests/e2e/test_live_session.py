@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from tagline_contracts import topics
@@ -75,6 +76,7 @@ async def _statuses(producer: AIOKafkaProducer, stack: Stack, changes: list[dict
     await producer.flush()
 
 
+@pytest.mark.timeout(600)  # every service as its own process: about 70 s on a quiet machine
 async def test_a_live_session_from_comments_to_points(  # noqa: PLR0915 - one story, told in order
     stack: Stack, kafka_producer: AIOKafkaProducer
 ) -> None:

@@ -21,13 +21,14 @@ import asyncio
 import logging
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tagline_platform.metrics import Metrics
+from tagline_platform.tasks import finish
 
 log = logging.getLogger("tagline.consumers")
 
@@ -169,14 +170,18 @@ class ConsumerLag:
             await offsets.start()
         return self._admin, self._offsets
 
-    async def close(self) -> None:
+    async def close(self) -> bool:
+        """Close the clients; whether both closed. Each close is bounded, so a hung broker does not hold up
+        the service's shutdown (a close that fails or does not finish is logged as a warning, by name)."""
         admin, offsets = self._admin, self._offsets
         self._admin = self._offsets = None
-        with suppress(Exception):  # a hung broker must not hold up the service's shutdown
-            async with asyncio.timeout(self._timeout_s):
-                if offsets is not None:
-                    await offsets.stop()
-        with suppress(Exception):
-            async with asyncio.timeout(self._timeout_s):
-                if admin is not None:
-                    await admin.close()
+        closed = True
+        if offsets is not None:
+            closed &= await finish("consumer lag: offsets consumer stop", offsets.stop(), **self._bounded)
+        if admin is not None:
+            closed &= await finish("consumer lag: admin client close", admin.close(), **self._bounded)
+        return closed
+
+    @property
+    def _bounded(self) -> dict[str, Any]:
+        return {"timeout_s": self._timeout_s, "failure_level": logging.WARNING}

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.settings import ServiceSettings
+from tagline_platform.tasks import finish
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def create_producer(settings: ServiceSettings, *, client_id: str, **overrides: A
         client_id=client_id,
         **{**PRODUCER_CONFIG, **overrides},
     )
+
+
+BROKER_STOP_TIMEOUT_S = 45.0
+"""Bound of a service's ``broker.stop()`` (:func:`tagline_platform.tasks.finish`): FastStream first waits up
+to its ``graceful_timeout`` (15 s) for the handler each subscriber is running, then stops the consumers
+(commit, leave the group) and the producer (flush)."""
 
 
 def create_broker(
@@ -99,7 +106,7 @@ async def ensure_topics(
             f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s while creating topics"
         ) from exc
     finally:
-        await admin.close()
+        await finish("topic creation: admin client close", admin.close(), failure_level=logging.WARNING)
     for topic, code, *rest in response.topic_errors:
         if code not in (0, _TOPIC_ALREADY_EXISTS):
             message = rest[0] if rest else ""

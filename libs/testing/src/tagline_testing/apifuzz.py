@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +25,8 @@ from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import CheckFunction, load_all_checks
 from schemathesis.schemas import BaseSchema
+
+from tagline_testing.envvars import fuzz_scale
 
 __all__ = [
     "CHECKS",
@@ -61,7 +62,7 @@ def examples(count: int) -> int:
 
     ``TAGLINE_FUZZ_SCALE=20 pytest services/*/tests/fuzz`` fuzzes twenty times longer than CI does.
     """
-    return count * max(1, int(os.environ.get("TAGLINE_FUZZ_SCALE", "1")))
+    return count * fuzz_scale()
 
 
 def _checks() -> list[CheckFunction]:

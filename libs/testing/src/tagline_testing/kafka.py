@@ -8,6 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tagline_platform.tasks import finish
+
 
 async def read_topic(
     bootstrap_servers: str, topic: str, *, count: int, timeout_s: float = 15.0, settle_s: float = 0.0
@@ -15,11 +17,13 @@ async def read_topic(
     """Every record of ``topic`` from the beginning, once ``count`` arrived (or the timeout passed).
 
     With ``settle_s`` it keeps reading that long after ``count`` is reached, so extra (duplicate) records
-    show up in the result instead of being missed. Records are ``aiokafka.ConsumerRecord``.
+    show up in the result instead of being missed. Records are ``aiokafka.ConsumerRecord``. The consumer's
+    start and stop are bounded too (a stop that hangs is logged by name and left behind).
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
     try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + timeout_s
         while not partitions and time.monotonic() < deadline:
@@ -46,4 +50,4 @@ async def read_topic(
                     return records
                 settle_until = time.monotonic() + settle_s
     finally:
-        await consumer.stop()
+        await finish(f"read_topic({topic!r}): consumer stop", consumer.stop())

@@ -70,7 +70,7 @@ class ServiceProcess:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+            self.process.wait(10)  # SIGKILL cannot be ignored: a process still there is worth an error
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

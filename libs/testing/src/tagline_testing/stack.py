@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ MODULES = {
     "liveshop": "tagline_liveshop",
 }
 READY_PATHS = {"line-emu": "/_emulator/health"}
+
+log = logging.getLogger("tagline.testing.stack")
 
 
 @dataclass
@@ -233,6 +236,12 @@ class Stack:
         try:
             return proc.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            log.warning(
+                "%s did not stop within %.0f s of SIGTERM; killed. Its log ends with:\n%s",
+                name,
+                timeout_s,
+                self.log_tail(name),
+            )
             os.killpg(proc.process.pid, signal.SIGKILL)
             proc.process.wait(timeout=10)
             return None

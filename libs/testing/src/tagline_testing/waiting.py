@@ -13,12 +13,22 @@ async def eventually(
     what: str = "",
     interval_s: float = 0.05,
 ) -> None:
-    """Poll ``check`` (sync or async) until it is true; fail with ``what`` after ``timeout_s``."""
+    """Poll ``check`` (sync or async) until it is true; fail with ``what`` after ``timeout_s``.
+
+    An async ``check`` that does not return is given up on too (cancelled): one that started before the
+    deadline may take ``timeout_s`` more (a slow answer under load still counts), not for ever."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
         if not isinstance(result, bool):
-            result = await result
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0) + timeout_s):
+                    result = await result
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout_s:.0f} s waiting for {what or 'the condition'}"
+                    f" (the check itself did not return, not even {timeout_s:.0f} s later)"
+                ) from None
         if result:
             return
         if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ from tagline_ingest.api import IngestApp, WebhookEndpoint, build_app
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.settings import IngestSettings
 from tagline_platform.kafka import create_producer
+from tagline_platform.tasks import log_stopped
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,8 @@ def create_app(settings: IngestSettings) -> IngestApp:
         await publisher.start()
         try:
             yield
-        finally:
-            await publisher.stop()  # waits until Kafka acknowledged what is in flight
-            log.info("stopped cleanly")
+        finally:  # waits until Kafka acknowledged what is in flight (bounded)
+            log_stopped(log, [await publisher.stop()])
 
     secrets = settings.load_channel_secrets()
     if not secrets:

@@ -28,6 +28,7 @@ from tagline_liveshop.writer import SessionWriter
 from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.deadletters import DeadLetters
 from tagline_platform.kafka import (
+    BROKER_STOP_TIMEOUT_S,
     Outgoing,
     batch_records,
     create_broker,
@@ -36,7 +37,7 @@ from tagline_platform.kafka import (
     publish_all,
 )
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every, utc_now
+from tagline_platform.tasks import cancel_all, every, finish, log_stopped, utc_now
 
 log = logging.getLogger("tagline.liveshop")
 
@@ -163,12 +164,19 @@ class LiveshopService:
             ]
 
     async def stop(self) -> None:
-        """Stop the jobs, let the batch in hand finish and commit, then close every client."""
-        await cancel_all(self._tasks)
-        await self.lag.close()
-        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
-        if self._producer is not None:
-            await self._producer.stop()
-        await self.gateway.close()
-        await self.mongo.close()
-        log.info("stopped cleanly")
+        """Stop the jobs, let the batch in hand finish and commit, then close every client.
+
+        Every step is bounded (:func:`~tagline_platform.tasks.finish`): one that hangs is logged by name and
+        left behind, and the shutdown goes on with the next."""
+        finished = [
+            not await cancel_all(self._tasks),
+            await self.lag.close(),  # bounded inside
+            await finish(  # waits for running handlers (the broker's graceful_timeout), commits
+                "kafka broker stop", self.broker.stop(), timeout_s=BROKER_STOP_TIMEOUT_S
+            ),
+        ]
+        if self._producer is not None:  # flushes what is in flight
+            finished.append(await finish("kafka producer stop", self._producer.stop()))
+        finished.append(await finish("POINTS client close", self.gateway.close()))
+        finished.append(await finish("mongo client close", self.mongo.close()))
+        log_stopped(log, finished)

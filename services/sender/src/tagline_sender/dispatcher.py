@@ -30,7 +30,7 @@ from typing import Any
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
 from tagline_platform.errors import InfrastructureUnavailable
-from tagline_platform.tasks import utc_now
+from tagline_platform.tasks import cancel_all, utc_now
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import (
     Answer,
@@ -173,8 +173,10 @@ class Dispatcher:
                     return item[3]
             self._wakeup.clear()
             soonest = min((due for _, due, _, _ in self._heap), default=now + self._config.poll_interval_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (CPython gh-86296)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.01, min(1.0, soonest - now)))
+                async with asyncio.timeout(max(0.01, min(1.0, soonest - now))):
+                    await self._wakeup.wait()
         return None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -199,9 +201,7 @@ class Dispatcher:
             _, late = await asyncio.wait(self._workers, timeout=grace_s)
             if late:
                 log.warning("delivery attempts cut short by the shutdown", extra={"attempts": len(late)})
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)  # bounded: a task that swallowed its cancellation is named and left behind
         self._workers, self._poller_task = [], None
 
     async def _worker(self) -> None:

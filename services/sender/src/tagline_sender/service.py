@@ -7,7 +7,6 @@ instances against one channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
-from tagline_platform.kafka import Outgoing, create_broker, ensure_topics
+from tagline_platform.kafka import BROKER_STOP_TIMEOUT_S, Outgoing, create_broker, ensure_topics
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every, utc_now
+from tagline_platform.tasks import STOP_TIMEOUT_S, cancel_all, every, finish, log_stopped, utc_now
 from tagline_sender import handlers
 from tagline_sender.adapters.journeys import JourneyStore
 from tagline_sender.adapters.line import SdkLineGateway
@@ -93,7 +92,6 @@ class SenderService:
             consumers=self.consumers,
             on_partitions=self.dispatcher.set_partitions,
         )
-        self._refresher: asyncio.Task[None] | None = None
         self.journey_store = JourneyStore(self.mongo[settings.database])
         self.journey_cache = JourneyCache(self.journey_store)
         self.journeys = JourneyRunner(
@@ -131,8 +129,10 @@ class SenderService:
             )
         await self.broker.start()
         self.dispatcher.start()
-        self._refresher = asyncio.create_task(self._refresh_quota_forever(), name="sender-quota-refresh")
         self._tasks += [
+            asyncio.create_task(
+                every(self.settings.quota_refresh_s, self.refresh_quota), name="sender-quota-refresh"
+            ),
             asyncio.create_task(
                 every(self.settings.quota_gauge_refresh_s, self.publish_quota), name="quota-gauge"
             ),
@@ -154,18 +154,24 @@ class SenderService:
         await self.broker.publish(message.value, topic=message.topic, key=message.key)
 
     async def stop(self) -> None:
-        """Stop the jobs, let LINE calls and handlers in progress finish (and commit), close every client."""
-        await cancel_all(self._tasks)
-        await self.lag.close()
-        if self._refresher:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-        await self.dispatcher.stop(grace_s=self.settings.shutdown_grace_s)  # results still go out
-        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
-        await self.line.close()
-        await self.mongo.close()
-        log.info("stopped cleanly")
+        """Stop the jobs, let LINE calls and handlers in progress finish (and commit), close every client.
+
+        Every step is bounded (:func:`~tagline_platform.tasks.finish`): one that hangs is logged by name and
+        left behind, and the shutdown goes on with the next."""
+        grace_s = self.settings.shutdown_grace_s
+        finished = [
+            not await cancel_all(self._tasks),
+            await self.lag.close(),  # bounded inside
+            await finish(  # results still go out
+                "dispatcher stop", self.dispatcher.stop(grace_s=grace_s), timeout_s=grace_s + STOP_TIMEOUT_S
+            ),
+            await finish(  # waits for running handlers (the broker's graceful_timeout), commits
+                "kafka broker stop", self.broker.stop(), timeout_s=BROKER_STOP_TIMEOUT_S
+            ),
+            await finish("LINE client close", self.line.close()),
+            await finish("mongo client close", self.mongo.close()),
+        ]
+        log_stopped(log, finished)
 
     async def refresh_quota(self) -> None:
         """Reconcile every channel's ledger with LINE, and resume deferred sends where room appeared."""
@@ -194,11 +200,6 @@ class SenderService:
                 log.warning("quota gauge not updated", extra={"channel_id": channel_id, "error": repr(exc)})
                 continue
             self.metrics.quota_remaining.labels(channel_id).set(doc["remaining"])
-
-    async def _refresh_quota_forever(self) -> None:
-        while True:
-            await self.refresh_quota()
-            await asyncio.sleep(self.settings.quota_refresh_s)
 
     async def _publish_result(self, channel_id: str, event_id: str, result: SendResult) -> None:
         now = datetime.now(UTC)

@@ -23,6 +23,7 @@ from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
 from tagline_platform.deadletters import DeadLetters, reason
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.kafka import (
+    BROKER_STOP_TIMEOUT_S,
     Outgoing,
     batch_records,
     create_broker,
@@ -31,7 +32,7 @@ from tagline_platform.kafka import (
     publish_all,
 )
 from tagline_platform.mongo import create_mongo_client
-from tagline_platform.tasks import cancel_all, every, utc_now
+from tagline_platform.tasks import cancel_all, every, finish, log_stopped, utc_now
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.jobs import (
     ModelCache,
@@ -218,14 +219,21 @@ class TaggerService:
             ]
 
     async def stop(self) -> None:
-        """Stop the jobs, let the batches in hand finish and commit, then close every client."""
-        await cancel_all(self._tasks)
-        await self.lag.close()
-        await self.broker.stop()  # waits for running handlers (the broker's graceful_timeout)
-        if self._producer is not None:
-            await self._producer.stop()
-        await self.mongo.close()
-        log.info("stopped cleanly")
+        """Stop the jobs, let the batches in hand finish and commit, then close every client.
+
+        Every step is bounded (:func:`~tagline_platform.tasks.finish`): one that hangs is logged by name and
+        left behind, and the shutdown goes on with the next."""
+        finished = [
+            not await cancel_all(self._tasks),
+            await self.lag.close(),  # bounded inside
+            await finish(  # waits for running handlers (the broker's graceful_timeout), commits
+                "kafka broker stop", self.broker.stop(), timeout_s=BROKER_STOP_TIMEOUT_S
+            ),
+        ]
+        if self._producer is not None:  # flushes what is in flight
+            finished.append(await finish("kafka producer stop", self._producer.stop()))
+        finished.append(await finish("mongo client close", self.mongo.close()))
+        log_stopped(log, finished)
 
     async def _check_copartitioned(self, producer: AIOKafkaProducer) -> None:
         """The single-writer rule needs the member topics to have the same number of partitions."""

@@ -23,6 +23,7 @@ from tagline_ingest.domain.errors import EventTooLarge
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.kafka import ensure_topics
+from tagline_platform.tasks import cancel_all, finish
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +80,21 @@ class KafkaEventPublisher:
         while not await self._try_connect():  # noqa: ASYNC110 - polling a remote server, no event to await
             await asyncio.sleep(self._retry_interval_s)
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
+        """Stop connecting and stop the producer; whether both finished in time (each step is bounded)."""
+        stopped = True
         if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+            stopped = not await cancel_all([self._connector])
         producer, self._producer = self._producer, None
         if producer is not None:
             # Stopping flushes what is still pending; with the broker gone that waits forever. Whatever is
             # pending was answered 503 (never 200), so LINE redelivers it: giving up here loses nothing.
-            try:
-                async with asyncio.timeout(self._stop_timeout_s):
-                    await producer.stop()
-            except TimeoutError:
-                log.warning(
-                    "kafka producer did not flush in time; unacknowledged events (answered 503) dropped"
-                )
+            stopped &= await finish(
+                "kafka producer stop (unacknowledged events, answered 503, are dropped)",
+                producer.stop(),
+                timeout_s=self._stop_timeout_s,
+            )
+        return stopped
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         producer = self._producer
