@@ -146,3 +146,11 @@ async def test_control_api_documents_itself(http: aiohttp.ClientSession) -> None
     async with http.get(f"{C}/docs") as resp:
         assert resp.status == 200
         assert f"{C}/openapi.json" in await resp.text()
+
+
+async def test_health_and_readiness_probes_like_every_service(http: aiohttp.ClientSession) -> None:
+    """``make run`` and the test stacks wait on ``/readyz`` of every process, the emulator's too."""
+    async with http.get("/healthz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+    async with http.get("/readyz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ready"})
