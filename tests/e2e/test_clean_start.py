@@ -125,7 +125,7 @@ async def test_readyz_is_503_until_the_first_assignment_and_200_after(unstarted_
 
     async def hold_then_release(http: httpx.AsyncClient, name: str) -> None:
         group = held[name][0]
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 90
         while True:  # until the service is joining its groups and waits for the held one
             status, detail = await readyz(http, name)
             assert status in (0, 503), (name, status, detail)
@@ -139,7 +139,7 @@ async def test_readyz_is_503_until_the_first_assignment_and_200_after(unstarted_
             assert status == 503, (name, status, detail)
             assert f"no partition assignment yet for consumer group {group}" in detail, detail
         releases[name].set()
-        await stack.ready(name, timeout_s=60)
+        await stack.ready(name, timeout_s=45)
         assert await readyz(http, name) == (200, "")
 
     try:
@@ -147,7 +147,7 @@ async def test_readyz_is_503_until_the_first_assignment_and_200_after(unstarted_
             holders[name].subscribe(
                 [f"{ns}{topic}" for topic in names], listener=HoldRebalance(releases[name])
             )
-            await asyncio.wait_for(holders[name].start(), 60)
+            await asyncio.wait_for(holders[name].start(), 30)
         await stack.start("line-emu")
         for name in held:
             stack.spawn(name)
