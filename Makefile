@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell deploy/local/ensure-uv)
 INFRA := python3 deploy/local/infra.py
 
-.PHONY: help sync lint test test-fast run infra-up infra-down infra-status bench chaos docs dlq send-request
+.PHONY: help sync lint test test-fast test-infra-reset run infra-up infra-down infra-reset infra-status bench chaos docs dlq send-request
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -17,22 +17,28 @@ lint: sync  ## ruff format --check, ruff check, mypy --strict
 	$(UV) run ruff check .
 	$(UV) run mypy
 
-test: sync  ## THE test command: lint + every test against real Kafka and FerretDB (started and stopped here)
+test: sync  ## THE test command: lint + every test against a Kafka and FerretDB of its own (.local/test-infra, wiped after)
 	deploy/local/run-tests
 
-test-fast: sync  ## pytest only, against servers already started with `make infra-up`
-	$(UV) run pytest
+test-fast: sync  ## pytest only, against the test servers (.local/test-infra), started if needed and left running
+	deploy/local/with-infra --keep $(UV) run pytest
 
-run: sync  ## run the stack in the foreground: Kafka, FerretDB and every service; Ctrl-C stops all
+test-infra-reset:  ## stop the test servers and delete their data
+	$(INFRA) reset --state-dir .local/test-infra
+
+run: sync  ## run the stack in the foreground (Kafka, FerretDB, every service); Ctrl-C stops all, data is kept
 	$(UV) run python deploy/local/stack.py
 
-infra-up:  ## start Kafka + FerretDB on loopback (idempotent); addresses in .local/infra/infra.env
+infra-up:  ## start the servers of `make run` (idempotent; data kept in .local/infra); addresses in .local/infra/infra.env
 	$(INFRA) up
 
-infra-down:  ## stop them
+infra-down:  ## stop them; their data is kept
 	$(INFRA) down
 
-infra-status:
+infra-reset:  ## stop them and delete their data (topics, members, sends, sessions…)
+	$(INFRA) reset
+
+infra-status:  ## exit 0 when both answer
 	$(INFRA) status
 
 bench: sync  ## benchmarks (not part of `make test`); prints figures

@@ -341,6 +341,7 @@ async def running_sender(settings: SenderSettings) -> AsyncIterator[SenderServic
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         service: SenderService = app.state.service
+        await service.readiness.wait()  # the lifespan starts it in the background
         yield service
 
 

@@ -14,14 +14,16 @@ plain ``python3`` before any virtualenv exists):
 Usage (from the repository root)::
 
     python3 deploy/local/infra.py up     [--state-dir DIR] [--only kafka|mongo]
-    python3 deploy/local/infra.py down   [--state-dir DIR]
+    python3 deploy/local/infra.py down   [--state-dir DIR]   # stop; the data is kept
+    python3 deploy/local/infra.py reset  [--state-dir DIR]   # stop and delete the data
     python3 deploy/local/infra.py restart kafka|mongo [--state-dir DIR] [--kill] [--down-s N]
     python3 deploy/local/infra.py status [--state-dir DIR]   # exit 0 if everything answers, 1 otherwise
     python3 deploy/local/infra.py env    [--state-dir DIR]   # prints the env file
 
 ``up`` is idempotent: servers that already run and answer are left alone. It waits until each server
-answers at the protocol level (a Kafka ApiVersions + Metadata exchange that lists the broker, a MongoDB
-``ping`` over OP_MSG), then writes ``<state dir>/infra.env``::
+answers at the protocol level (Kafka: ApiVersions, a Metadata answer that lists the broker and a
+FindCoordinator answer for a consumer group, so a consumer can join a group as soon as ``up`` returns;
+FerretDB: a MongoDB ``ping`` over OP_MSG), then writes ``<state dir>/infra.env``::
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>
     MONGODB_URL=mongodb://127.0.0.1:<port>/
@@ -30,10 +32,11 @@ with a line for each server running from that state dir (after ``up --only kafka
 the Kafka line). Load it with e.g. ``set -a; . .local/infra/infra.env; set +a``. If a server does not answer
 in time (120 s for Kafka, 60 s for FerretDB), ``up`` stops it, prints the tail of its log and exits 1.
 
-``down`` stops the servers (SIGTERM to the process group, SIGKILL after 20 s) and deletes their data. Every
-start begins with empty data (also when ``up`` restarts a server that died); logs are kept until then.
-``restart`` is the exception, for fault drills (``make chaos``): it stops one server (SIGTERM, or SIGKILL with
-``--kill``), keeps it down ``--down-s`` seconds and starts it again on the same port with its data kept.
+Data survives: ``up`` starts each server on the data of its last run (Kafka's formatted log dir with its
+cluster id, FerretDB's SQLite files), or on new data the first time; ``down`` stops the servers (SIGTERM to
+the process group, SIGKILL after 20 s) and keeps their data; ``reset`` stops them and deletes it (logs and
+ports are kept). ``restart`` is for fault drills (``make chaos``): it stops one server (SIGTERM, or SIGKILL
+with ``--kill``), keeps it down ``--down-s`` seconds and starts it again on the same port with its data.
 
 Files:
 
@@ -42,7 +45,9 @@ Files:
 * Runtime state lives in the state dir (default ``<repo root>/.local/infra``): data dirs, logs
   (``logs/``), pid files, the chosen ports (``ports.json``, reused by later starts) and ``infra.env``.
   Ports are free loopback ports, preferably 19092 (Kafka), 19093 (Kafka controller) and 27117 (FerretDB);
-  several state dirs can run side by side on different ports.
+  several state dirs can run side by side on different ports. ``make run`` and ``make infra-up`` use the
+  default one; the tests (``deploy/local/with-infra``) use ``.local/test-infra`` and the fault drill
+  ``.local/chaos/infra``, so neither touches the data of ``make run``.
 """
 
 from __future__ import annotations
@@ -196,6 +201,9 @@ def render_server_properties(*, broker_port: int, controller_port: int, data_dir
         "default.replication.factor": 1,
         "min.insync.replicas": 1,
         "offsets.topic.replication.factor": 1,
+        # One node: one __consumer_offsets partition (the default 50 took seconds to create at the first
+        # consumer's start, and every group then has the one coordinator that probe_kafka waits for).
+        "offsets.topic.num.partitions": 1,
         "transaction.state.log.replication.factor": 1,
         "transaction.state.log.min.isr": 1,
         "share.coordinator.state.topic.replication.factor": 1,
@@ -248,13 +256,18 @@ def render_env(values: Mapping[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Pure: Kafka wire protocol (just enough for ApiVersions v0 and Metadata v4)
+# Pure: Kafka wire protocol (just enough for ApiVersions v0, Metadata v4 and FindCoordinator v1)
 # --------------------------------------------------------------------------------------------------------
 
 KAFKA_API_METADATA = 3
+KAFKA_API_FIND_COORDINATOR = 10
 KAFKA_API_VERSIONS = 18
 KAFKA_METADATA_VERSION = 4
+KAFKA_FIND_COORDINATOR_VERSION = 1
 KAFKA_CLIENT_ID = "tagline-infra"
+KAFKA_PROBE_GROUP = "tagline-infra-probe"
+"""The consumer group the probe asks the coordinator of (asking creates no group)."""
+KAFKA_COORDINATOR_NOT_READY = {14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE"}
 
 
 @dataclass(frozen=True)
@@ -332,6 +345,30 @@ def decode_api_versions_v0(payload: bytes, correlation_id: int) -> dict[int, tup
         min_version = reader.int16()
         versions[api_key] = (min_version, reader.int16())
     return versions
+
+
+def encode_find_coordinator_v1_body(group_id: str) -> bytes:
+    """FindCoordinator v1 for a consumer group: the key, then the key type (0 = group)."""
+    key = group_id.encode()
+    return struct.pack(">h", len(key)) + key + struct.pack(">b", 0)
+
+
+@dataclass(frozen=True)
+class FindCoordinatorAnswer:
+    error_code: int
+    error_message: str | None
+    node_id: int
+    host: str
+    port: int
+
+
+def decode_find_coordinator_v1(payload: bytes, correlation_id: int) -> FindCoordinatorAnswer:
+    reader = KafkaReader(payload)
+    reader.correlation_id(correlation_id)
+    reader.int32()  # throttle_time_ms
+    error_code = reader.int16()
+    error_message = reader.nullable_string()
+    return FindCoordinatorAnswer(error_code, error_message, reader.int32(), reader.string(), reader.int32())
 
 
 def decode_metadata_v4_brokers(payload: bytes, correlation_id: int) -> list[KafkaBroker]:
@@ -498,21 +535,53 @@ def _recv_mongo_message(sock: socket.socket) -> bytes:
 
 
 def probe_kafka(port: int) -> str | None:
-    """Ready = ApiVersions answers and Metadata lists our (unfenced) broker at ``port``."""
+    """Ready = ApiVersions answers, Metadata lists our (unfenced) broker at ``port``, and the group
+    coordinator answers.
+
+    A new Kafka creates ``__consumer_offsets`` when it is first asked for a group coordinator and answers
+    COORDINATOR_NOT_AVAILABLE until that topic is led and loaded: consumers started before then log errors
+    and wait. Asking here (which also triggers the creation) makes ``up`` return only once a consumer group
+    can be joined. With a single ``__consumer_offsets`` partition (``render_server_properties``) every group
+    has the same coordinator, so the answer for the probe's group holds for every group.
+    """
     try:
         with socket.create_connection((LOOPBACK, port), timeout=PROBE_TIMEOUT_S) as sock:
             versions = decode_api_versions_v0(_kafka_exchange(sock, KAFKA_API_VERSIONS, 0, 1, b""), 1)
-            low, high = versions.get(KAFKA_API_METADATA, (-1, -1))
-            if not low <= KAFKA_METADATA_VERSION <= high:
-                return f"broker does not support Metadata v{KAFKA_METADATA_VERSION} (supports {low}..{high})"
+            for api_key, version, name in (
+                (KAFKA_API_METADATA, KAFKA_METADATA_VERSION, "Metadata"),
+                (KAFKA_API_FIND_COORDINATOR, KAFKA_FIND_COORDINATOR_VERSION, "FindCoordinator"),
+            ):
+                low, high = versions.get(api_key, (-1, -1))
+                if not low <= version <= high:
+                    return f"broker does not support {name} v{version} (supports {low}..{high})"
             reply = _kafka_exchange(
                 sock, KAFKA_API_METADATA, KAFKA_METADATA_VERSION, 2, encode_metadata_v4_body()
             )
             brokers = decode_metadata_v4_brokers(reply, 2)
+            if not any(broker.node_id == KAFKA_NODE_ID and broker.port == port for broker in brokers):
+                return f"broker not registered yet (metadata lists {brokers})"
+            reply = _kafka_exchange(
+                sock,
+                KAFKA_API_FIND_COORDINATOR,
+                KAFKA_FIND_COORDINATOR_VERSION,
+                3,
+                encode_find_coordinator_v1_body(KAFKA_PROBE_GROUP),
+            )
+            coordinator = decode_find_coordinator_v1(reply, 3)
     except (OSError, ProtocolError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    if not any(broker.node_id == KAFKA_NODE_ID and broker.port == port for broker in brokers):
-        return f"broker not registered yet (metadata lists {brokers})"
+    return coordinator_problem(coordinator, port)
+
+
+def coordinator_problem(answer: FindCoordinatorAnswer, port: int) -> str | None:
+    """Why a FindCoordinator answer does not let a consumer join a group yet (None: it does)."""
+    if answer.error_code in KAFKA_COORDINATOR_NOT_READY:
+        name = KAFKA_COORDINATOR_NOT_READY[answer.error_code]
+        return f"group coordinator not available yet ({name}: __consumer_offsets is being created or loaded)"
+    if answer.error_code != 0:
+        return f"FindCoordinator failed with error code {answer.error_code}: {answer.error_message}"
+    if (answer.node_id, answer.port) != (KAFKA_NODE_ID, port):
+        return f"group coordinator is node {answer.node_id} at port {answer.port}, not ours"
     return None
 
 
@@ -850,7 +919,7 @@ class Server:
     extra_port_names: tuple[str, ...]
     env_key: str
     env_url: Callable[[int], str]
-    data_dirs: tuple[str, ...]  # relative to the state dir; deleted by down and before each start
+    data_dirs: tuple[str, ...]  # relative to the state dir; kept by down and restart, deleted by reset
     log_files: tuple[str, ...]  # relative to the logs dir; shown when the start fails
     start_timeout_s: float
     prepare: Callable[[Layout], None]  # make sure the tools and cached artifacts exist
@@ -902,9 +971,7 @@ def start_kafka(layout: Layout, ports: Mapping[str, int]) -> subprocess.Popen[by
         data_dir=layout.state_dir / "kafka-data",
     )
     write_atomically(properties, config)
-    if not (
-        layout.state_dir / "kafka-data" / "meta.properties"
-    ).exists():  # kept data (``restart``) is formatted
+    if not (layout.state_dir / "kafka-data" / "meta.properties").exists():  # kept data is formatted already
         format_kafka_storage(layout, java, properties)
     command = kafka_java_command(
         java, layout.kafka_libs, layout.logs_dir / "kafka", "kafka.Kafka", str(properties)
@@ -967,9 +1034,8 @@ def remove_data(layout: Layout, server: Server) -> None:
 
 
 def start_server(layout: Layout, server: Server, ports: Mapping[str, int]) -> subprocess.Popen[bytes]:
-    """Start ``server`` from empty data, with fresh logs, and record its pid."""
+    """Start ``server`` on its data (kept from the last run, or new), with fresh logs, and record its pid."""
     server.pid_file(layout).unlink(missing_ok=True)  # stale, or we would not be starting it
-    remove_data(layout, server)
     for name in server.log_files:
         (layout.logs_dir / name).unlink(missing_ok=True)
     say(f"{server.label}: starting on {LOOPBACK}:{ports[server.port_name]}…")
@@ -1046,10 +1112,8 @@ def cmd_up(layout: Layout, only: str | None) -> int:
     return 0
 
 
-def cmd_down(layout: Layout) -> int:
-    if not layout.state_dir.is_dir():
-        say(f"nothing to stop: {layout.state_dir} does not exist")
-        return 0
+def stop_servers(layout: Layout, *, wipe: bool) -> None:
+    """Stop every server of the state dir; with ``wipe`` also delete their data and the env file."""
     with file_lock(layout.state_dir / ".lock"):
         for server in SERVERS:
             pid = server.running_pid(layout)
@@ -1058,9 +1122,26 @@ def cmd_down(layout: Layout) -> int:
             else:
                 stop_process_group(pid, server.label)
             server.pid_file(layout).unlink(missing_ok=True)
-            remove_data(layout, server)
+            if wipe:
+                remove_data(layout, server)
+                say(f"{server.label}: data deleted")
         layout.env_file.unlink(missing_ok=True)
-        (layout.state_dir / "kafka.properties").unlink(missing_ok=True)
+
+
+def cmd_down(layout: Layout) -> int:
+    if not layout.state_dir.is_dir():
+        say(f"nothing to stop: {layout.state_dir} does not exist")
+        return 0
+    stop_servers(layout, wipe=False)
+    say(f"data kept in {layout.state_dir} (`reset` deletes it)")
+    return 0
+
+
+def cmd_reset(layout: Layout) -> int:
+    if not layout.state_dir.is_dir():
+        say(f"nothing to reset: {layout.state_dir} does not exist")
+        return 0
+    stop_servers(layout, wipe=True)
     return 0
 
 
@@ -1132,7 +1213,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", parents=[common], help="start the servers and wait until they answer")
     up.add_argument("--only", choices=[server.key for server in SERVERS], help="start only this server")
-    commands.add_parser("down", parents=[common], help="stop the servers and delete their data")
+    commands.add_parser("down", parents=[common], help="stop the servers; their data is kept for the next up")
+    commands.add_parser("reset", parents=[common], help="stop the servers and delete their data")
     commands.add_parser("status", parents=[common], help="exit 0 if every started server answers")
     commands.add_parser("env", parents=[common], help="print the env file")
     restart = commands.add_parser(
@@ -1147,16 +1229,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     layout = Layout(state_dir=args.state_dir.expanduser().resolve(), cache_dir=default_cache_dir(os.environ))
+    commands: dict[str, Callable[[], int]] = {
+        "up": lambda: cmd_up(layout, args.only),
+        "down": lambda: cmd_down(layout),
+        "reset": lambda: cmd_reset(layout),
+        "status": lambda: cmd_status(layout),
+        "restart": lambda: cmd_restart(layout, args.server, kill=args.kill, down_s=args.down_s),
+        "env": lambda: cmd_env(layout),
+    }
     try:
-        if args.command == "up":
-            return cmd_up(layout, args.only)
-        if args.command == "down":
-            return cmd_down(layout)
-        if args.command == "status":
-            return cmd_status(layout)
-        if args.command == "restart":
-            return cmd_restart(layout, args.server, kill=args.kill, down_s=args.down_s)
-        return cmd_env(layout)
+        return commands[args.command]()
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

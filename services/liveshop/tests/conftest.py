@@ -107,6 +107,7 @@ def start_liveshop(liveshop_settings: Callable[..., LiveshopSettings]) -> Livesh
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://liveshop") as client,
         ):
+            await app.state.service.readiness.wait()  # the lifespan starts it in the background
             yield RunningLiveshop(app.state.service, client)
 
     return start

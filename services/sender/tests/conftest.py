@@ -94,6 +94,7 @@ def start_sender(
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client,
         ):
+            await app.state.service.readiness.wait()  # the lifespan starts it in the background
             yield RunningSender(app.state.service, client)
 
     return start

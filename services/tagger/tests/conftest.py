@@ -77,6 +77,7 @@ def start_tagger(tagger_settings: Callable[..., TaggerSettings]) -> TaggerFactor
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tagger") as client,
         ):
+            await app.state.service.readiness.wait()  # the lifespan starts it in the background
             yield RunningTagger(app.state.service, client)
 
     return start

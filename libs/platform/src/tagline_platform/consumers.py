@@ -12,7 +12,10 @@
 * ``tagline_<service>_consumer_lag_measured_timestamp_seconds``: when the lag was last measured; the lag keeps
   its last values while Kafka does not answer, so this tells how old they are.
 
-A handler counts its records with ``with group.batch(records): ...`` (``group = consumers.group(...)``).
+A handler counts its records with ``with group.batch(records): ...`` (``group = consumers.group(...)``), and
+its subscriber takes ``listener=group.listener()`` (wrapping its own rebalance listener, if it has one): that
+records the group's first partition assignment, which the service's readiness waits for
+(:mod:`tagline_platform.readiness`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tagline_platform.metrics import Metrics
@@ -58,6 +61,8 @@ class ConsumerMetrics:
         )
         self.groups: dict[str, frozenset[str]] = {}
         """Consumer group id → the physical topics it subscribes to."""
+        self.assigned: set[str] = set()
+        """Groups whose consumer has had its first partition assignment (:meth:`ConsumerGroup.listener`)."""
 
     def logical(self, topic: str) -> str:
         """``topic`` without this deployment's namespace (labels stay the same in every deployment)."""
@@ -70,6 +75,10 @@ class ConsumerMetrics:
 
     def count_dead_letter(self, group_id: str, topic: str) -> None:
         self.dead_lettered.labels(group_id, self.logical(topic)).inc()
+
+    def unassigned(self) -> list[str]:
+        """The registered groups whose consumer has not received its first partition assignment yet."""
+        return sorted(self.groups.keys() - self.assigned)
 
 
 class ConsumerGroup:
@@ -93,6 +102,34 @@ class ConsumerGroup:
             raise
         for topic, count in per_topic.items():
             self._metrics.handled.labels(self.group_id, topic).inc(count)
+
+    def listener(self, inner: ConsumerRebalanceListener | None = None) -> ConsumerRebalanceListener:
+        """The rebalance listener for this group's subscriber: ``listener=group.listener()``, or
+        ``group.listener(OwnListener(...))`` when the service has its own (called first).
+
+        It records the group's first assignment: the consumer has joined its group and knows its partitions,
+        so it will process what arrives on them. An empty assignment (more instances than partitions) counts:
+        the instance has joined and gets partitions at the next rebalance.
+        """
+        return _FirstAssignment(self._metrics.assigned, self.group_id, inner)
+
+
+class _FirstAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, assigned: set[str], group_id: str, inner: ConsumerRebalanceListener | None) -> None:
+        self._assigned = assigned
+        self._group_id = group_id
+        self._inner = inner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._inner is not None:
+            await self._inner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._inner is not None:
+            await self._inner.on_partitions_assigned(assigned)
+        if self._group_id not in self._assigned:
+            log.info("consumer group joined", extra={"group_id": self._group_id, "partitions": len(assigned)})
+            self._assigned.add(self._group_id)
 
 
 class ConsumerLag:

@@ -1,4 +1,5 @@
-"""Kafka plumbing: the FastStream broker factory, the bare producer factory and explicit topic creation.
+"""Kafka plumbing: the FastStream broker factory, the bare producer factory, explicit topic creation and the
+wait for the group coordinator at start-up.
 
 Producer guarantees come from :data:`PRODUCER_CONFIG`, which both factories use.
 """
@@ -11,8 +12,9 @@ from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
@@ -23,6 +25,7 @@ from tagline_platform.tasks import finish
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
+_POLL_S = 0.1
 
 
 # What every Tagline producer shares: an acknowledged record is on every in-sync replica, and a producer
@@ -85,10 +88,15 @@ async def ensure_topics(
     replication_factor: int = 1,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are.
+    """Create the topics that do not exist yet (existing ones are left as they are) and return once Kafka's
+    metadata lists every one of them with a leader for each partition.
 
     Idempotent, so every service calls it at start-up for the topics it touches (DESIGN.md §3: the code never
-    relies on broker auto-creation).
+    relies on broker auto-creation). Kafka acknowledges a creation before its metadata lists the new topic,
+    and lists a partition's leader before that leader serves it: a client that asked in between was told "not
+    found in cluster metadata" or NOT_LEADER_OR_FOLLOWER, which aiokafka logs at error level (and retries).
+    Hence the wait until the metadata lists a leader for every partition and every leader answers a
+    ListOffsets request for it.
     """
     wanted = sorted(set(names))
     if not wanted:
@@ -101,17 +109,102 @@ async def ensure_topics(
                 [NewTopic(name, partitions, replication_factor) for name in wanted],
                 timeout_ms=int(timeout_s * 1000),
             )
+            for topic, code, *rest in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    message = rest[0] if rest else ""
+                    raise InfrastructureUnavailable(
+                        f"could not create topic {topic!r}: error {code} {message}"
+                    )
+            partitions_led = await _until_led(admin, wanted)
+            await _until_served(bootstrap_servers, partitions_led)
     except TimeoutError as exc:
         raise InfrastructureUnavailable(
-            f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s while creating topics"
+            f"Kafka at {bootstrap_servers} did not create and lead the topics within {timeout_s:.0f}s"
         ) from exc
     finally:
         await finish("topic creation: admin client close", admin.close(), failure_level=logging.WARNING)
-    for topic, code, *rest in response.topic_errors:
-        if code not in (0, _TOPIC_ALREADY_EXISTS):
-            message = rest[0] if rest else ""
-            raise InfrastructureUnavailable(f"could not create topic {topic!r}: error {code} {message}")
     log.info("topics ready", extra={"topics": wanted, "partitions": partitions})
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str]) -> list[TopicPartition]:
+    """Poll the metadata of ``names`` until each topic is listed with a leader for every partition."""
+    while True:
+        described = await admin.describe_topics(names)
+        waiting = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] != 0
+            or not topic["partitions"]
+            or any(p["error_code"] != 0 or p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if not waiting:
+            return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+        await asyncio.sleep(_POLL_S)
+
+
+async def _until_served(bootstrap_servers: str, partitions: list[TopicPartition]) -> None:
+    """Return once the leader of every partition answers a ListOffsets request for it (aiokafka retries
+    NOT_LEADER_OR_FOLLOWER here without logging it; the caller bounds the wait)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, client_id="tagline-admin", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_coordinators(
+    bootstrap_servers: str, group_ids: Iterable[str], *, timeout_s: float = 60.0
+) -> None:
+    """Return once Kafka names a coordinator for every consumer group in ``group_ids``.
+
+    A new Kafka creates its ``__consumer_offsets`` topic when a client first asks for a group coordinator and
+    answers COORDINATOR_NOT_AVAILABLE until that topic is led and loaded; a consumer started meanwhile logs
+    "Group Coordinator Request failed" at error level (aiokafka) until it is. Services call this before
+    starting their consumers, so a clean start logs no error. ``deploy/local/infra.py up`` already waits for
+    a coordinator; other Kafkas (Docker, testcontainers, a cluster) may not have one yet.
+    """
+    wanted = sorted(set(group_ids))
+    if not wanted:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tagline-admin")
+    waited: list[str] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            for group_id in wanted:
+                while not await _coordinator_known(admin, group_id):
+                    if not waited:
+                        log.info(
+                            "waiting for Kafka's group coordinator (a new Kafka creates __consumer_offsets "
+                            "when first asked)",
+                            extra={"group_id": group_id},
+                        )
+                    waited.append(group_id)
+                    await asyncio.sleep(_POLL_S)
+    except TimeoutError as exc:
+        raise InfrastructureUnavailable(
+            f"Kafka at {bootstrap_servers} named no group coordinator for {wanted} within {timeout_s:.0f}s"
+        ) from exc
+    except KafkaError as exc:  # bootstrap: nothing answers there
+        raise InfrastructureUnavailable(f"Kafka at {bootstrap_servers} does not answer: {exc}") from exc
+    finally:
+        await finish("coordinator wait: admin client close", admin.close(), failure_level=logging.WARNING)
+    if waited:
+        log.info("group coordinator available", extra={"groups": wanted, "attempts": len(waited)})
+
+
+async def _coordinator_known(admin: AIOKafkaAdminClient, group_id: str) -> bool:
+    """Whether Kafka names ``group_id``'s coordinator now (False while it cannot yet: retriable errors)."""
+    try:
+        await admin.find_coordinator(group_id)
+    except KafkaError as exc:
+        if exc.retriable:
+            return False
+        raise InfrastructureUnavailable(f"no group coordinator for {group_id!r}: {exc!r}") from exc
+    return True
 
 
 @dataclass(frozen=True, slots=True)

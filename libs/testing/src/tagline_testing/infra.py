@@ -1,8 +1,9 @@
 """Where the tests' Kafka and MongoDB are (DESIGN.md §5).
 
-In order: the environment (``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``); the env file that
-``deploy/local/infra.py up`` writes (``.local/infra/infra.env``); testcontainers when a Docker engine answers;
-otherwise a failure that names the command starting the local servers. Never an in-memory fake.
+In order: the environment (``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``, which ``make test`` sets); the env
+file of the test servers (``.local/test-infra/infra.env``, written by ``make test-fast``; never the servers of
+``make run``, whose data the tests must not touch); testcontainers when a Docker engine answers; otherwise a
+failure that names the command starting the test servers. Never an in-memory fake.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from urllib.parse import urlparse
 
 from tagline_platform.settings import read_env_file
 
-START_COMMAND = "make infra-up   (or: python3 deploy/local/infra.py up)"
+TEST_INFRA_STATE = Path(".local") / "test-infra"
+"""The state dir of the test servers, relative to the repository root (``deploy/local/with-infra``)."""
+START_COMMAND = f"make test-fast   (or: python3 deploy/local/infra.py up --state-dir {TEST_INFRA_STATE})"
 
 
 class InfraNotFound(RuntimeError):
@@ -49,7 +52,7 @@ def env_file_path() -> Path | None:
     if explicit:
         return Path(explicit)
     root = repo_root()
-    return root / ".local" / "infra" / "infra.env" if root else None
+    return root / TEST_INFRA_STATE / "infra.env" if root else None
 
 
 def answers(host_port: str, timeout_s: float = 1.0) -> bool:
@@ -119,8 +122,8 @@ def provide_infra() -> Iterator[Infra]:
         return
     raise InfraNotFound(
         "No Kafka/MongoDB for the tests: KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL are not set, no "
-        f"{env_file_path() or '.local/infra/infra.env'} exists and no Docker engine answers. "
-        f"Start the local servers with: {START_COMMAND}"
+        f"{env_file_path() or TEST_INFRA_STATE / 'infra.env'} exists and no Docker engine answers. "
+        f"Start the test servers with: {START_COMMAND}"
     )
 
 
@@ -180,7 +183,8 @@ def _infra_command(action: str, state_dir: Path, *extra: str) -> None:
 
 @contextmanager
 def dedicated_kafka(state_dir: Path) -> Iterator[DedicatedKafka]:
-    """Start a separate single-node Kafka in ``state_dir`` for tests that break the broker on purpose."""
+    """Start a separate single-node Kafka in ``state_dir`` for tests that break the broker on purpose; it is
+    stopped and its data deleted afterwards."""
     _infra_command("up", state_dir, "--only", "kafka")
     try:
         env = read_env_file(state_dir / "infra.env")
@@ -189,4 +193,4 @@ def dedicated_kafka(state_dir: Path) -> Iterator[DedicatedKafka]:
     finally:
         with suppress(OSError):
             os.kill(pid, signal.SIGCONT)
-        _infra_command("down", state_dir)
+        _infra_command("reset", state_dir)

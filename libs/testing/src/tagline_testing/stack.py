@@ -36,7 +36,6 @@ MODULES = {
     "sender": "tagline_sender",
     "liveshop": "tagline_liveshop",
 }
-READY_PATHS = {"line-emu": "/_emulator/health"}
 
 log = logging.getLogger("tagline.testing.stack")
 
@@ -197,7 +196,6 @@ class Stack:
     async def ready(self, name: str, timeout_s: float = 60.0) -> float:
         """Wait until ``name`` answers its readiness probe; returns the seconds waited."""
         proc = self.procs[name]
-        path = READY_PATHS.get(name, "/readyz")
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
@@ -206,7 +204,7 @@ class Stack:
                         f"{name} exited with {proc.process.returncode}:\n{self.log_tail(name)}"
                     )
                 try:
-                    if (await client.get(proc.url + path)).status_code == 200:
+                    if (await client.get(proc.url + "/readyz")).status_code == 200:
                         return time.monotonic() - started
                 except httpx.HTTPError:
                     pass

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import Counter
 
 from tagline_contracts import signature
@@ -28,6 +28,7 @@ from tagline_ingest.domain.errors import BadWebhook, EventTooLarge
 from tagline_ingest.domain.normalize import normalize, parse_body
 from tagline_ingest.metrics import IngestMetrics
 from tagline_ingest.ports import EventPublisher
+from tagline_platform.readiness import Readiness, add_readyz
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +238,12 @@ def build_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", summary="Readiness: Kafka reachable")
-    async def readyz() -> JSONResponse:
-        if await publisher.ready():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "kafka unavailable"}, status_code=503)
+    # Ingest has no consumers, no database and nothing that starts in the background: its producer connects
+    # by itself (KafkaEventPublisher), so it is ready whenever Kafka answers it.
+    readiness = Readiness()
+    readiness.probe("Kafka", publisher.ready)
+    readiness.started()
+    add_readyz(api, readiness, summary="Readiness: Kafka answers the producer")
 
     api.add_route("/metrics", metrics.base.endpoint, include_in_schema=False)
     return IngestApp(webhook, api)

@@ -32,7 +32,8 @@ from tagline_liveshop.domain.model import (
 from tagline_liveshop.domain.session import Changes, LiveSession, Rejected
 from tagline_liveshop.pipeline import session_of_order
 from tagline_liveshop.writer import UnknownSession
-from tagline_platform.http_api import CONFLICT, NOT_FOUND, UNAVAILABLE
+from tagline_platform.http_api import CONFLICT, NOT_FOUND
+from tagline_platform.readiness import add_readyz
 
 if TYPE_CHECKING:
     from tagline_liveshop.service import LiveshopService
@@ -421,12 +422,11 @@ def register_routes(api: FastAPI, service: LiveshopService) -> None:  # noqa: PL
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["ops"], responses=UNAVAILABLE)
-    async def readyz() -> dict[str, Any]:
-        try:
-            await service.mongo.admin.command("ping")
-        except Exception as exc:
-            raise HTTPException(status_code=503, detail=f"MongoDB: {exc}") from exc
-        return {"status": "ready", "commits": writer.commits, "conflicts": writer.conflicts}
+    add_readyz(
+        api,
+        service.readiness,
+        lambda: {"commits": writer.commits, "conflicts": writer.conflicts},
+        tags=["ops"],
+    )
 
     api.add_route("/metrics", service.metrics.metrics.endpoint, methods=["GET"])

@@ -14,6 +14,7 @@ from tagline_liveshop.api import register_routes
 from tagline_liveshop.service import LiveshopService
 from tagline_liveshop.settings import LiveshopSettings
 from tagline_platform.http_api import setup_errors
+from tagline_platform.readiness import start_in_background
 from tagline_platform.tasks import utc_now
 
 
@@ -22,11 +23,8 @@ def create_app(settings: LiveshopSettings, *, clock: Callable[[], datetime] = ut
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
+        async with start_in_background(service.readiness, service.start, service.stop):
             yield
-        finally:
-            await service.stop()
 
     api = FastAPI(title="Tagline liveshop", version="0.1.0", lifespan=lifespan)
     api.state.service = service

@@ -35,8 +35,10 @@ from tagline_platform.kafka import (
     create_producer,
     ensure_topics,
     publish_all,
+    wait_for_coordinators,
 )
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.readiness import Readiness
 from tagline_platform.tasks import cancel_all, every, finish, log_stopped, utc_now
 
 log = logging.getLogger("tagline.liveshop")
@@ -57,6 +59,9 @@ class LiveshopService:
         self._producer: AIOKafkaProducer | None = None  # created in start(): aiokafka needs the running loop
         self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
         self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
+        self.readiness = Readiness(self.consumers)
+        self.readiness.probe("Kafka", lambda: self.broker.ping(timeout=2.0))
+        self.readiness.probe("MongoDB", lambda: self.mongo.admin.command("ping"))
         self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id, metrics=self.consumers)
         self.writer = SessionWriter(
             self.store, self.publish_all, topic_of=settings.topic, clock=clock, cache_size=settings.cache_size
@@ -94,6 +99,7 @@ class LiveshopService:
             # ones (p99 comment → confirmation 874 → 563 ms at 500/s in bench/test_liveshop_bench.py)
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             max_poll_interval_ms=600_000,
+            listener=inputs.listener(),
         )
         async def on_inputs(message: KafkaMessage) -> None:
             records = batch_records(message)
@@ -138,20 +144,26 @@ class LiveshopService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Topics, clients, live sessions, then the consumer; ``/readyz`` answers meanwhile (readiness.py)."""
         # the message validator's line-bot-sdk (about a second to import) now, not in the first batch
         await asyncio.to_thread(warm_up)
         settings = self.settings
         produced = [topics.SEND_REQUESTS, topics.SHOP_ORDERS]
+        self.readiness.starting("creating topics")
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [settings.topic(n) for n in (*CONSUMED, *produced)]
             + [settings.topic(topics.dlq(n)) for n in CONSUMED],
             partitions=settings.topic_partitions,
         )
+        self.readiness.starting("waiting for Kafka's group coordinator")
+        await wait_for_coordinators(settings.kafka_bootstrap_servers, self.consumers.groups)
+        self.readiness.starting("connecting")
         self._producer = create_producer(settings, client_id="tagline-liveshop-out")
         await self._producer.start()
         await self.store.ensure_indexes()
         await self.refresh_live()
+        self.readiness.starting("joining consumer groups")
         await self.broker.start()
         self._tasks += [
             asyncio.create_task(every(settings.live_refresh_s, self.refresh_live), name="live"),

@@ -9,7 +9,8 @@ from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel
 
 from tagline_contracts.sending import SendMessages, UserTarget
-from tagline_platform.http_api import NOT_FOUND, UNAVAILABLE
+from tagline_platform.http_api import NOT_FOUND
+from tagline_platform.readiness import add_readyz
 from tagline_sender.domain.delivery import DeliveryState
 from tagline_sender.domain.planning import InvalidRequest, reply_is_fresh
 from tagline_sender.domain.pricing import charge
@@ -56,16 +57,7 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", responses=UNAVAILABLE)
-    async def readyz() -> dict[str, str]:
-        try:
-            await service.mongo.admin.command("ping")
-            kafka_ok = await service.broker.ping(timeout=2.0)
-        except Exception as exc:
-            raise HTTPException(503, f"not ready: {exc}") from exc
-        if not kafka_ok:
-            raise HTTPException(503, "not ready: Kafka does not answer")
-        return {"status": "ready"}
+    add_readyz(api, service.readiness)
 
     api.add_route("/metrics", service.metrics.metrics.endpoint)
 

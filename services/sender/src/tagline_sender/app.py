@@ -9,6 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from tagline_platform.http_api import setup_errors
+from tagline_platform.readiness import start_in_background
 from tagline_platform.tasks import utc_now
 from tagline_sender.api import register_routes
 from tagline_sender.journeys_api import register_journey_routes
@@ -24,11 +25,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
+        async with start_in_background(service.readiness, service.start, service.stop):
             yield
-        finally:
-            await service.stop()
 
     api = FastAPI(title="Tagline sender", version="0.1.0", lifespan=lifespan)
     api.state.service = service

@@ -75,7 +75,9 @@ def register(
         group_id=settings.group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        listener=PartitionListener(requests_topic, settings.topic_partitions, on_partitions),
+        listener=requests.listener(
+            PartitionListener(requests_topic, settings.topic_partitions, on_partitions)
+        ),
         max_poll_interval_ms=600_000,
     )
     async def on_send_request(message: KafkaMessage) -> None:
@@ -107,6 +109,7 @@ def register(
         batch=True,
         max_records=2_000,
         batch_timeout_ms=100,
+        listener=projection.listener(),
     )
     async def on_member_changes(message: KafkaMessage) -> None:
         records = batch_records(message)
@@ -157,6 +160,7 @@ def register_journeys(
         batch=True,
         max_records=500,
         batch_timeout_ms=50,
+        listener=enrollment.listener(),
     )
     async def on_member_changes_for_journeys(message: KafkaMessage) -> None:
         records = batch_records(message)
@@ -182,6 +186,7 @@ def register_journeys(
         batch=True,
         max_records=500,
         batch_timeout_ms=50,
+        listener=stats.listener(),
     )
     async def on_results_for_journeys(message: KafkaMessage) -> None:
         records = batch_records(message)
@@ -206,6 +211,7 @@ def register_journeys(
         batch=True,
         max_records=500,
         batch_timeout_ms=20,
+        listener=welcomes.listener(),
     )
     async def on_line_events_for_welcome(message: KafkaMessage) -> None:
         records = batch_records(message)

@@ -39,7 +39,6 @@ from tagline_contracts.sending import SendMessages, SendRequested, send_request_
 from tagline_platform.deadletters import reason
 from tagline_platform.kafka import Outgoing, create_producer
 from tagline_platform.settings import ServiceSettings
-from tagline_sender.domain.planning import InvalidRequest, validate_messages
 
 CLIENT_ID = "tagline-send-request"
 DEFAULT_SENDER_URL = "http://127.0.0.1:8081"
@@ -64,13 +63,10 @@ def parse_request(text: str) -> SendMessages:
     except ValueError as exc:
         raise NotPublished(f"not JSON: {exc}") from None
     try:
-        request = SendMessages.model_validate(loaded)
-        validate_messages(request.messages)
+        # the contract validates the messages as the sender does (tagline_contracts.line_messages)
+        return SendMessages.model_validate(loaded)
     except ValidationError as exc:
         raise NotPublished(reason(exc)) from None
-    except InvalidRequest as exc:
-        raise NotPublished(str(exc)) from None
-    return request
 
 
 def record_of(settings: ServiceSettings, channel_id: str, request: SendMessages, now: datetime) -> Outgoing:

@@ -14,8 +14,15 @@ from datetime import UTC, datetime, timedelta
 from tagline_contracts import topics
 from tagline_contracts.sending import SendResult, SendResulted
 from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
-from tagline_platform.kafka import BROKER_STOP_TIMEOUT_S, Outgoing, create_broker, ensure_topics
+from tagline_platform.kafka import (
+    BROKER_STOP_TIMEOUT_S,
+    Outgoing,
+    create_broker,
+    ensure_topics,
+    wait_for_coordinators,
+)
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.readiness import Readiness
 from tagline_platform.tasks import STOP_TIMEOUT_S, cancel_all, every, finish, log_stopped, utc_now
 from tagline_sender import handlers
 from tagline_sender.adapters.journeys import JourneyStore
@@ -48,6 +55,7 @@ class SenderService:
         self.metrics = SenderMetrics()
         self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
         self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
+        self.readiness = Readiness(self.consumers)
         self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-sender")
         self.store = SenderStore(self.mongo[settings.database])
         self.line = line or SdkLineGateway(
@@ -55,6 +63,8 @@ class SenderService:
         )
         self.quota = QuotaKeeper(self.store, self.line, self.channels, settings.marketing_headroom_ratio)
         self.broker = create_broker(settings, client_id="tagline-sender")
+        self.readiness.probe("Kafka", lambda: self.broker.ping(timeout=2.0))
+        self.readiness.probe("MongoDB", lambda: self.mongo.admin.command("ping"))
         self.dispatcher = Dispatcher(
             self.store,
             self.quota,
@@ -115,18 +125,24 @@ class SenderService:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        """Topics, indexes, then the consumers and the dispatcher; ``/readyz`` answers meanwhile."""
         names = [topics.SEND_REQUESTS, topics.SEND_RESULTS, topics.MEMBER_CHANGES, topics.LINE_EVENTS]
+        self.readiness.starting("creating topics")
         await ensure_topics(
             self.settings.kafka_bootstrap_servers,
             [self.settings.topic(n) for n in names]
             + [self.settings.topic(topics.dlq(n)) for n in (topics.SEND_REQUESTS, topics.MEMBER_CHANGES)],
             partitions=self.settings.topic_partitions,
         )
+        self.readiness.starting("waiting for Kafka's group coordinator")
+        await wait_for_coordinators(self.settings.kafka_bootstrap_servers, self.consumers.groups)
+        self.readiness.starting("connecting")
         await self.store.ensure_indexes()
         if not self.channels:
             log.warning(
                 "no channels configured (TAGLINE_SENDER_CHANNELS / _FILE): every request is dead-lettered"
             )
+        self.readiness.starting("joining consumer groups")
         await self.broker.start()
         self.dispatcher.start()
         self._tasks += [

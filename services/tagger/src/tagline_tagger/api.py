@@ -28,8 +28,9 @@ from tagline_contracts.segments import (
     filter_size,
     to_mongo_query,
 )
-from tagline_platform.http_api import NOT_FOUND, UNAVAILABLE
+from tagline_platform.http_api import NOT_FOUND
 from tagline_platform.kafka import Outgoing
+from tagline_platform.readiness import add_readyz
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import compute_coverage, publish_coverage, rule_from_doc, rule_to_doc
@@ -292,16 +293,11 @@ def register_routes(api: FastAPI, service: TaggerService) -> None:  # noqa: PLR0
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["ops"], responses=UNAVAILABLE)
-    async def readyz() -> dict[str, Any]:
-        try:
-            await service.mongo.admin.command("ping")
-        except Exception as exc:
-            raise HTTPException(status_code=503, detail=f"MongoDB: {exc}") from exc
-        return {
-            "status": "ready",
-            "rules": len(service.rules.current()),
-            "cached_members": len(service.pipeline.cache),
-        }
+    add_readyz(
+        api,
+        service.readiness,
+        lambda: {"rules": len(service.rules.current()), "cached_members": len(service.pipeline.cache)},
+        tags=["ops"],
+    )
 
     api.add_route("/metrics", service.metrics.metrics.endpoint, methods=["GET"])

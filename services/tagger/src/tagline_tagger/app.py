@@ -9,6 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from tagline_platform.http_api import setup_errors
+from tagline_platform.readiness import start_in_background
 from tagline_platform.tasks import utc_now
 from tagline_tagger.api import register_routes
 from tagline_tagger.service import TaggerService
@@ -20,11 +21,8 @@ def create_app(settings: TaggerSettings, *, clock: Callable[[], datetime] = utc_
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
+        async with start_in_background(service.readiness, service.start, service.stop):
             yield
-        finally:
-            await service.stop()
 
     api = FastAPI(title="Tagline tagger", version="0.1.0", lifespan=lifespan)
     api.state.service = service

@@ -30,8 +30,10 @@ from tagline_platform.kafka import (
     create_producer,
     ensure_topics,
     publish_all,
+    wait_for_coordinators,
 )
 from tagline_platform.mongo import create_mongo_client
+from tagline_platform.readiness import Readiness
 from tagline_platform.tasks import cancel_all, every, finish, log_stopped, utc_now
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.jobs import (
@@ -80,6 +82,9 @@ class TaggerService:
         self.models = ModelCache(self.store)
         self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
         self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
+        self.readiness = Readiness(self.consumers)
+        self.readiness.probe("Kafka", lambda: self.broker.ping(timeout=2.0))
+        self.readiness.probe("MongoDB", lambda: self.mongo.admin.command("ping"))
         self.dead = DeadLetters(self.broker, settings, consumer=settings.group_id, metrics=self.consumers)
         self.pipeline = MemberPipeline(
             self.store,
@@ -125,7 +130,7 @@ class TaggerService:
             batch_timeout_ms=settings.batch_timeout_ms,
             # Co-partitioning: partition p of every member topic goes to the same instance (pipeline.py).
             partition_assignment_strategy=(RangePartitionAssignor,),
-            listener=_Rebalance(pipeline.partitions_changed),
+            listener=members.listener(_Rebalance(pipeline.partitions_changed)),
             max_poll_interval_ms=600_000,
         )
         async def on_member_inputs(message: KafkaMessage) -> None:
@@ -148,6 +153,7 @@ class TaggerService:
             batch=True,
             max_records=500,
             batch_timeout_ms=100,
+            listener=results.listener(),
         )
         async def on_send_results(message: KafkaMessage) -> None:
             records = batch_records(message)
@@ -184,6 +190,7 @@ class TaggerService:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Topics, clients, caches, then the consumers; ``/readyz`` answers meanwhile (readiness.py)."""
         # the message validator's line-bot-sdk (about a second to import) now, not in the first batch
         await asyncio.to_thread(warm_up)
         settings = self.settings
@@ -194,18 +201,23 @@ class TaggerService:
             )
         consumed = [*MEMBER_TOPICS, topics.SEND_RESULTS]
         produced = [topics.MEMBER_CHANGES, topics.SEND_REQUESTS]
+        self.readiness.starting("creating topics")
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [settings.topic(n) for n in (*consumed, *produced)]
             + [settings.topic(topics.dlq(n)) for n in consumed],
             partitions=settings.topic_partitions,
         )
+        self.readiness.starting("waiting for Kafka's group coordinator")
+        await wait_for_coordinators(settings.kafka_bootstrap_servers, self.consumers.groups)
+        self.readiness.starting("connecting")
         self._producer = create_producer(settings, client_id="tagline-tagger-out")
         await self._producer.start()
         await self._check_copartitioned(self._producer)
         await self.store.ensure_indexes()
         await self.rules.refresh()
         await self.models.refresh()
+        self.readiness.starting("joining consumer groups")
         await self.broker.start()
         self._tasks = [
             asyncio.create_task(every(settings.rules_refresh_s, self.rules.refresh), name="rules"),

@@ -27,6 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTROL_PREFIX = "/_emulator"
+PROBES = frozenset({"/healthz", "/readyz"})
+"""Answered by the control app, like every Tagline service's probes (``make run`` waits on ``/readyz``)."""
 _KNOWN_PATHS = {path for _, path in ep.ROUTES}
 
 
@@ -111,7 +113,7 @@ class EmulatorApp:
         if endpoint is None:
             if path.startswith(ep.PROFILE_PREFIX) and method == "GET":
                 endpoint, user_id = ep.PROFILE, path.removeprefix(ep.PROFILE_PREFIX)
-            elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            elif path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/") or path in PROBES:
                 await self.control(scope, receive, send)
                 return
             else:

@@ -93,6 +93,16 @@ def create_control_app(emulator: Emulator) -> FastAPI:  # noqa: PLR0915 - one sh
     async def health() -> dict[str, Any]:
         return {"ok": True}
 
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness, as every Tagline service answers it."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        """Readiness: the emulator depends on nothing, so it is ready once it answers (its spec is loaded)."""
+        return {"status": "ready"}
+
     @app.post(prefix + "/reset")
     async def reset() -> dict[str, Any]:
         emu.reset()

@@ -197,3 +197,11 @@ async def test_one_channel_has_one_key_whatever_api_names_it() -> None:
 def test_two_channels_cannot_share_an_access_token() -> None:
     with pytest.raises(ValueError, match="same access token"):
         EmulatorConfig(channels={"1": "t", "2": "t"})
+
+
+async def test_health_and_readiness_probes_like_every_service(http: aiohttp.ClientSession) -> None:
+    """``make run`` and the test stacks wait on ``/readyz`` of every process, the emulator's too."""
+    async with http.get("/healthz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+    async with http.get("/readyz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ready"})
