@@ -9,6 +9,11 @@
   and an outbox field ``pending_result``; every transition is one conditional update on the state and the
   claim token, so two instances can never both act on one delivery. ``recipients`` holds each delivery's
   user ids apart, so scans of ``deliveries`` stay small.
+* ``reply_groups``: one document per reply token in use (``_id`` = ``channel:hash(token)``, see
+  :mod:`tagline_sender.domain.replies`): its member deliveries in arrival order, when it is sent, and once
+  sealed (its reply call decided) which members it holds. Every read-check-write of a group (a member
+  joining, the dispatcher sealing it) runs under the group's :class:`DocumentLock`, and it is only ever read
+  by ``_id``.
 * ``quota``: the monthly ledger, one document per (channel, month); see :mod:`tagline_sender.domain.quota`.
   Every change of a ledger is a read-check-write under a per-ledger :class:`DocumentLock` (a unique
   insert), which is what keeps the limit with any number of instances: FerretDB, unlike MongoDB, does not
@@ -22,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +72,7 @@ class SenderStore:
         self.deliveries = db["deliveries"]
         self.recipients = db["recipients"]
         self.quota = db["quota"]
+        self.reply_groups = db["reply_groups"]
         # Every ledger change happens under this lock: FerretDB does not apply conditional updates
         # atomically (see DocumentLock), and the quota must hold with any number of instances.
         self._lock = DocumentLock(db["locks"])
@@ -129,6 +136,11 @@ class SenderStore:
     async def count_members(self, channel_id: str, query: Doc) -> int:
         full = {"$and": [{"channel_id": channel_id, "follow_state": FollowState.FOLLOWED.value}, query]}
         return await self.members.count_documents(full)
+
+    async def has_blocked(self, channel_id: str, user_id: str) -> bool:
+        """Whether this member has blocked the channel (one read by ``_id``)."""
+        doc = await self.members.find_one({"_id": f"{channel_id}:{user_id}"}, {"follow_state": 1})
+        return doc is not None and doc.get("follow_state") == FollowState.BLOCKED.value
 
     async def blocked_ids(self, channel_id: str) -> set[str]:
         """Every member of the channel who has blocked it (usually few; one query per planning)."""
@@ -196,12 +208,72 @@ class SenderStore:
     async def get_delivery(self, delivery_id: str) -> Doc | None:
         return await self.deliveries.find_one({"_id": delivery_id})
 
-    async def claim(self, delivery_id: str, now: datetime, lease_until: datetime, token: str) -> Doc | None:
-        """pending and due → sending, owned by ``token`` until ``lease_until``; ``None`` if not claimable."""
+    async def claim(
+        self, delivery_id: str, now: datetime, lease_until: datetime, token: str, *, due: bool = True
+    ) -> Doc | None:
+        """pending (and due, unless ``due`` is false) → sending, owned by ``token`` until ``lease_until``;
+        ``None`` if not claimable. (Members of a reply group are claimed with ``due=False`` by the member that
+        came due, under the group's lock.)"""
+        query: Doc = {"_id": delivery_id, "state": DeliveryState.PENDING.value}
+        if due:
+            query["next_attempt_at"] = {"$lte": now}
         return await self.deliveries.find_one_and_update(
-            {"_id": delivery_id, "state": DeliveryState.PENDING.value, "next_attempt_at": {"$lte": now}},
+            query,
             {"$set": {"state": DeliveryState.SENDING.value, "claim": token, "lease_until": lease_until}},
             return_document=ReturnDocument.AFTER,
+        )
+
+    # ---- reply groups ----------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def reply_lock(self, group_id: str) -> AsyncIterator[None]:
+        """The lock every read-check-write of one reply group runs under (FerretDB: see the module doc)."""
+        async with self._lock.hold(f"reply:{group_id}"):
+            yield
+
+    async def add_reply_delivery(
+        self, delivery: Doc, recipients: list[str], group_id: str, due_if_first: Callable[[], datetime]
+    ) -> Doc | None:
+        """Store a reply delivery as a member of its reply group, like :meth:`add_delivery`.
+
+        Under the group's lock: the group is created (sent at ``due_if_first()``, asked then, so the gather
+        window starts when the group exists, not before its first request's planning) if this is its first
+        request;
+        the delivery gets the group's name and, while the group is not sealed, its send time, and joins its
+        members. A delivery of a sealed group is stored due now (the dispatcher fails it as late). The
+        delivery is inserted before it joins, so a sealed group never names a delivery that does not exist;
+        joining is idempotent, so a planning resumed after a crash completes it.
+        """
+        async with self.reply_lock(group_id):
+            group = await self.reply_groups.find_one({"_id": group_id})
+            if group is None:
+                group = {
+                    "_id": group_id,
+                    "channel_id": delivery["channel_id"],
+                    "partition": delivery["partition"],
+                    "members": [],
+                    "due_at": due_if_first(),
+                    "sealed": False,
+                    "created_at": delivery["created_at"],
+                }
+                await self.reply_groups.insert_one(group)
+            delivery["reply_group"] = group_id
+            if not group["sealed"]:
+                delivery["next_attempt_at"] = max(delivery["next_attempt_at"], group["due_at"])
+            existing = await self.add_delivery(delivery, recipients)
+            if not group["sealed"] and delivery["_id"] not in group["members"]:
+                await self.reply_groups.update_one({"_id": group_id}, {"$push": {"members": delivery["_id"]}})
+            return existing
+
+    async def get_reply_group(self, group_id: str) -> Doc | None:
+        return await self.reply_groups.find_one({"_id": group_id})
+
+    async def seal_reply_group(
+        self, group_id: str, included: list[str], left_out: list[str], at: datetime
+    ) -> None:
+        """The group's reply call is decided: these members are in it; no request joins it any more."""
+        await self.reply_groups.update_one(
+            {"_id": group_id},
+            {"$set": {"sealed": True, "included": included, "left_out": left_out, "sealed_at": at}},
         )
 
     async def transition(self, delivery_id: str, token: str, set_: Doc, unset: Iterable[str] = ()) -> bool:
@@ -226,7 +298,7 @@ class SenderStore:
             "partition": {"$in": list(partitions)},
             "next_attempt_at": {"$lte": until},
         }
-        projection = {"_id": 1, "category": 1, "next_attempt_at": 1}
+        projection = {"_id": 1, "category": 1, "next_attempt_at": 1, "reply_group": 1}
         cursor = self.deliveries.find(query, projection).sort("next_attempt_at", 1).limit(limit)
         return [doc async for doc in cursor]
 
