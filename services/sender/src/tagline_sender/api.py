@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
@@ -16,6 +17,19 @@ from tagline_sender.domain.pricing import Plan, charge
 from tagline_sender.domain.quota import UNLIMITED, required_remaining
 from tagline_sender.service import SenderService
 from tagline_sender.settings import ChannelConfig
+
+
+class SendListState(StrEnum):
+    """``GET /sends?state=``: the send's own state (planning | planned) or a state one of its deliveries is
+    in now (the keys of ``deliveries`` in ``GET /sends/{channel}/{key}``)."""
+
+    PLANNING = "planning"
+    PLANNED = "planned"
+    PENDING = DeliveryState.PENDING.value
+    SENDING = DeliveryState.SENDING.value
+    SENT = DeliveryState.SENT.value
+    DEFERRED = DeliveryState.DEFERRED.value
+    FAILED = DeliveryState.FAILED.value
 
 
 class IfReplyFails(BaseModel):
@@ -107,10 +121,22 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
 
     @api.get("/sends")
     async def list_sends(
-        channel_id: str | None = None, state: str | None = None, limit: int = Query(50, ge=1, le=500)
+        channel_id: str | None = None,
+        state: SendListState | None = None,
+        limit: int = Query(50, ge=1, le=500),
     ) -> list[dict[str, Any]]:
-        """Recent send requests, newest first (``state``: planning | planned)."""
-        return [_clean(d) for d in await service.store.list_sends(channel_id, state, limit)]
+        """Recent send requests, newest first.
+
+        ``state`` agrees with ``GET /sends/{channel}/{key}``: ``planning`` / ``planned`` match the send's own
+        ``state``; a delivery state (pending, sending, sent, deferred, failed) lists every send with at least
+        one delivery in that state now, so a send is listed under each state its ``deliveries`` show."""
+        if state in {SendListState.PLANNING, SendListState.PLANNED, None}:
+            found = await service.store.list_sends(channel_id, state.value if state else None, limit)
+        else:
+            found = await service.store.sends_with_deliveries_in(
+                channel_id, DeliveryState(state.value), limit
+            )
+        return [_clean(d) for d in found]
 
     @api.get("/sends/{channel_id}/{key}", responses=NOT_FOUND)
     async def get_send(channel_id: str, key: str) -> dict[str, Any]:

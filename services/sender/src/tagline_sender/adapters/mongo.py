@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -82,6 +82,12 @@ class SenderStore:
         await self.sends.create_index([("channel_id", ASCENDING), ("created_at", ASCENDING)])
         await self.deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self.deliveries.create_index([("send_id", ASCENDING), ("batch", ASCENDING)])
+        # GET /sends?state=<delivery state>, with and without a channel (newest first); the second one also
+        # serves the per-channel counts of deferred deliveries and their resumption.
+        await self.deliveries.create_index([("state", ASCENDING), ("created_at", DESCENDING)])
+        await self.deliveries.create_index(
+            [("channel_id", ASCENDING), ("state", ASCENDING), ("created_at", DESCENDING)]
+        )
 
     # ---- members projection ------------------------------------------------------------------------
     async def apply_member_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> int:
@@ -165,6 +171,7 @@ class SenderStore:
         await self.sends.update_one({"_id": send_id}, {"$set": fields})
 
     async def list_sends(self, channel_id: str | None, state: str | None, limit: int) -> list[Doc]:
+        """The newest sends, optionally of one channel and in one state of their own (planning | planned)."""
         query: Doc = {}
         if channel_id:
             query["channel_id"] = channel_id
@@ -172,6 +179,37 @@ class SenderStore:
             query["state"] = state
         cursor = self.sends.find(query, {"request.messages": 0}).sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
+
+    async def sends_with_deliveries_in(
+        self, channel_id: str | None, state: DeliveryState, limit: int
+    ) -> list[Doc]:
+        """The newest sends with at least one delivery in ``state`` now (what ``GET /sends/{ch}/{key}`` sums).
+
+        Walks the deliveries in ``state`` newest first on the ``(channel_id,) state, created_at`` index, with
+        only ``send_id`` read, until ``limit`` different sends are found; then reads those sends by ``_id``.
+        A delivery's ``created_at`` is its planning's start, never before its send's, so the newest sends
+        come first. (The walk passes every delivery of a send in that state: a campaign's thousands of
+        ``sent`` multicasts are read as index entries, not as a scan of the collection.)
+        """
+        query: Doc = {"state": state.value}
+        if channel_id:
+            query["channel_id"] = channel_id
+        found: list[str] = []
+        seen: set[str] = set()
+        cursor = (
+            self.deliveries.find(query, {"send_id": 1, "_id": 0}).sort("created_at", -1).batch_size(1_000)
+        )
+        async for doc in cursor:
+            if doc["send_id"] not in seen:
+                seen.add(doc["send_id"])
+                found.append(doc["send_id"])
+                if len(found) == limit:
+                    break
+        await cursor.close()
+        sends = [await self.sends.find_one({"_id": send_id}, {"request.messages": 0}) for send_id in found]
+        listed = [send for send in sends if send is not None]
+        listed.sort(key=lambda send: send["created_at"], reverse=True)
+        return listed
 
     async def delivery_summary(self, send_id: str) -> dict[str, dict[str, int]]:
         """Per delivery state: how many deliveries and recipients.
