@@ -320,7 +320,9 @@ class Dispatcher:
     async def _claim_group(self, delivery_id: str, group_id: str, now: datetime, token: str) -> Call | None:
         """Claim a due member of a reply group and every other pending member, under the group's lock.
 
-        On the group's first call it is sealed (:meth:`_seal`). A later call (a retry after no answer, a
+        A member is due when it joined, plus the gather window; a later member restarted the window, so a
+        member that comes due before the group is put back until then. On the group's first call it is
+        sealed (:meth:`_seal`). A later call (a retry after no answer, a
         lease that ran out, a push fallback) claims the sealed members again. A member that is not in the
         sealed call arrived too late: it fails, it is never pushed (its token is spent).
         """
@@ -333,6 +335,12 @@ class Dispatcher:
                 return None
             group = await self._store.get_reply_group(group_id)
             sealed = bool(group and group.get("sealed"))
+            if group is not None and not sealed and group["due_at"] > now:
+                # another request joined after this one and restarted the gather window: not yet
+                later = {"state": DeliveryState.PENDING.value, "next_attempt_at": group["due_at"]}
+                await self._store.transition(delivery_id, token, later, ("claim",))
+                self.enqueue(delivery_id, trigger["category"], group["due_at"], group_id)
+                return None
             members: list[str] = []
             if group is not None:
                 members = list(group["included"] if sealed else group["members"])

@@ -37,7 +37,7 @@ from tagline_sender.welcomer import Welcomer
 log = logging.getLogger("tagline.sender.handlers")
 
 INFRA_RETRY_DELAY_S = 1.0
-REQUESTS_FETCH_MAX_WAIT_MS = 50
+REQUESTS_FETCH_MAX_WAIT_MS = 100
 """Longest wait of a fetch of ``send.requests.v1``. A record that arrives while a fetch for the other, idle
 partitions is in flight waits for that fetch to end (aiokafka's default: 500 ms); the replies to one event
 must meet within the reply gather window (``TAGLINE_SENDER_REPLY_GATHER_MS``), so this is kept short."""

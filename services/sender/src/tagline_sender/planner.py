@@ -8,9 +8,10 @@ Every delivery gets its retry key here, before any attempt.
 
 A request with a fresh reply token joins the token's reply group (:mod:`tagline_sender.domain.replies`): the
 other services' replies to the same event are keyed like it (``channel:userId``, :func:`send_request_key`), so
-they arrive on the same partition, in order, at this planner, and the group is sent as one reply when its
-gather window ends. A reply request is always planned as a reply: whether its token is still fresh when it is
-tried, and what a stale or refused one becomes (the channel's ``reply_fallback``), is the dispatcher's call.
+they arrive on the same partition, in order, at this planner, and the group is sent as one reply once no
+request has joined it for the gather window. A reply request is always planned as a reply: whether its token
+is still fresh when it is tried, and what a stale or refused one becomes (the channel's ``reply_fallback``),
+is the dispatcher's call.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class Planner:
         return SendState.PLANNED
 
     async def _add(self, delivery: Doc, batch: list[str], request: SendMessages, now: datetime) -> Doc | None:
-        """Store the delivery; one with a fresh reply token joins its reply group (sent when the group is)."""
+        """Store the delivery; one with a fresh reply token joins its reply group (sent when the group is, no
+        earlier than the gather window after this request joined)."""
         reply = request.reply
         grouped = (
             reply is not None

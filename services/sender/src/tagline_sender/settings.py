@@ -80,8 +80,8 @@ class SenderSettings(ServiceSettings):
         default=1_000,
         ge=0,
         le=10_000,
-        description="How long the replies to one event are gathered into one reply call, from the first's "
-        "arrival.",
+        description="The replies to one event are gathered into one reply call until none has arrived for "
+        "this long.",
     )
     concurrency: int = Field(default=32, ge=1, description="LINE calls in flight per instance.")
     poll_interval_s: float = Field(default=2.0, gt=0)

@@ -3,14 +3,18 @@ paid push, and the channel's reply_fallback for a stale or refused token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tagline_contracts import topics
+from tagline_contracts.envelope import new_event_id
+from tagline_contracts.sending import SendMessages, SendRequested, send_request_key
 from tagline_ingest.domain.normalize import normalize, parse_body
 from tagline_line_emulator import Fault
 from tagline_testing.kafka import read_topic
@@ -20,6 +24,7 @@ from tagline_testing.webhook import WebhookBuilder
 pytestmark = pytest.mark.integration
 
 CHANNEL = "1234567890"
+GATHER_MS = 3_000  # the default (1 s) with room for a test machine whose cores are busy with other tests
 Eventually = Callable[..., Awaitable[None]]
 
 
@@ -39,6 +44,22 @@ def reply_request(key: str, token: str, messages: list[dict[str, str]], user: st
     }
 
 
+async def send_together(producer: AIOKafkaProducer, namespace: str, *requests: dict[str, Any]) -> None:
+    """Publish requests in one batch, as the tagger publishes the auto-replies of one message."""
+    now = datetime.now(UTC)
+    for request in requests:
+        payload = SendMessages.model_validate(request)
+        envelope = SendRequested(
+            event_id=new_event_id(), channel_id=CHANNEL, occurred_at=now, produced_at=now, payload=payload
+        )
+        await producer.send(
+            f"{namespace}{topics.SEND_REQUESTS}",
+            envelope.model_dump_json(by_alias=True).encode(),
+            key=send_request_key(CHANNEL, payload.target).encode(),
+        )
+    await producer.flush()
+
+
 async def results(kafka_bootstrap: str, namespace: str, count: int) -> dict[str, dict[str, Any]]:
     """The send results by request id (read once ``count`` are there, and a moment longer for any more)."""
     records = await read_topic(
@@ -56,13 +77,17 @@ def left_out(metrics: str, reason: str) -> float:
 
 
 async def test_two_replies_to_one_event_go_out_as_one_reply(
-    start_sender: Any, publish: Any, line: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+    start_sender: Any, kafka_producer: AIOKafkaProducer, line: Any, kafka_bootstrap: str, namespace: str
 ) -> None:
     token = line.emu.issue_reply_token(CHANNEL, "U1")
     # a channel that would pay for a push: the second reply must still not become one
-    async with start_sender(channel={"reply_fallback": "push"}):
-        await publish.send(reply_request("autoreply:rule-a:ev1", token, texts("滿千折百")))
-        await publish.send(reply_request("autoreply:rule-b:ev1", token, texts("新品上市")))
+    async with start_sender(channel={"reply_fallback": "push"}, reply_gather_ms=GATHER_MS):
+        await send_together(
+            kafka_producer,
+            namespace,
+            reply_request("autoreply:rule-a:ev1", token, texts("滿千折百")),
+            reply_request("autoreply:rule-b:ev1", token, texts("新品上市")),
+        )
         by_key = await results(kafka_bootstrap, namespace, 2)
     assert line.emu.received(CHANNEL, "U1") == {
         "滿千折百 | 新品上市": 1
@@ -76,13 +101,17 @@ async def test_two_replies_to_one_event_go_out_as_one_reply(
 
 
 async def test_beyond_five_messages_whole_requests_in_arrival_order(
-    start_sender: Any, publish: Any, line: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+    start_sender: Any, kafka_producer: AIOKafkaProducer, line: Any, kafka_bootstrap: str, namespace: str
 ) -> None:
     token = line.emu.issue_reply_token(CHANNEL, "U1")
-    async with start_sender(channel={"reply_fallback": "push"}) as sender:
-        await publish.send(reply_request("first", token, texts("a1", "a2", "a3")))
-        await publish.send(reply_request("second", token, texts("b1", "b2", "b3")))
-        await publish.send(reply_request("third", token, texts("c1", "c2")))
+    async with start_sender(channel={"reply_fallback": "push"}, reply_gather_ms=GATHER_MS) as sender:
+        await send_together(
+            kafka_producer,
+            namespace,
+            reply_request("first", token, texts("a1", "a2", "a3")),
+            reply_request("second", token, texts("b1", "b2", "b3")),
+            reply_request("third", token, texts("c1", "c2")),
+        )
         by_key = await results(kafka_bootstrap, namespace, 3)
         metrics = (await sender.client.get("/metrics")).text
     # 3 + 3 do not fit in LINE's 5: the second request is not split and not pushed; the third still fits
@@ -93,6 +122,20 @@ async def test_beyond_five_messages_whole_requests_in_arrival_order(
     assert second["outcome"] == "failed" and second["messages_counted"] == 0
     assert "3 of LINE's 5 message objects" in second["reason"] and "never pushed" in second["reason"]
     assert left_out(metrics, "over_limit") == 1
+
+
+async def test_each_request_that_joins_restarts_the_gather_window(
+    start_sender: Any, publish: Any, line: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+) -> None:
+    token = line.emu.issue_reply_token(CHANNEL, "U1")
+    async with start_sender(reply_gather_ms=GATHER_MS):
+        # 4 s from the first to the last, each 2 s after the one before (a slow chain of producers)
+        for key in ("chain-1", "chain-2", "chain-3"):
+            await publish.send(reply_request(key, token, texts(key)))
+            await asyncio.sleep(2.0)
+        by_key = await results(kafka_bootstrap, namespace, 3)
+    assert line.emu.received(CHANNEL, "U1") == {"chain-1 | chain-2 | chain-3": 1}
+    assert {r["outcome"] for r in by_key.values()} == {"accepted"}
 
 
 async def test_a_reply_arriving_after_the_events_reply_is_never_pushed(
@@ -114,14 +157,20 @@ async def test_a_reply_arriving_after_the_events_reply_is_never_pushed(
 
 
 async def test_an_unanswered_group_reply_is_retried_and_never_followed_by_a_push(
-    start_sender: Any, publish: Any, line: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+    start_sender: Any, kafka_producer: AIOKafkaProducer, line: Any, kafka_bootstrap: str, namespace: str
 ) -> None:
     # LINE takes the reply but the answer never comes back: the retry finds the token spent
     line.emu.inject(Fault(endpoint="reply", kind="timeout_after_accept", times=1, delay_s=3.0))
     token = line.emu.issue_reply_token(CHANNEL, "U1")
-    async with start_sender(channel={"reply_fallback": "push"}, request_timeout_s=0.5):
-        await publish.send(reply_request("g-1", token, texts("one")))
-        await publish.send(reply_request("g-2", token, texts("two")))
+    async with start_sender(
+        channel={"reply_fallback": "push"}, request_timeout_s=0.5, reply_gather_ms=GATHER_MS
+    ):
+        await send_together(
+            kafka_producer,
+            namespace,
+            reply_request("g-1", token, texts("one")),
+            reply_request("g-2", token, texts("two")),
+        )
         by_key = await results(kafka_bootstrap, namespace, 2)
     assert line.emu.received(CHANNEL, "U1") == {"one | two": 1}, [
         (r["request_id"], r["reason"]) for r in by_key.values()
@@ -135,16 +184,19 @@ async def test_an_unanswered_group_reply_is_retried_and_never_followed_by_a_push
 async def test_a_refused_group_reply_follows_the_fallback_as_one_push_at_most(
     fallback: str,
     start_sender: Any,
-    publish: Any,
+    kafka_producer: AIOKafkaProducer,
     line: Any,
-    eventually: Eventually,
     kafka_bootstrap: str,
     namespace: str,
 ) -> None:
-    async with start_sender(channel={"reply_fallback": fallback}):
+    async with start_sender(channel={"reply_fallback": fallback}, reply_gather_ms=GATHER_MS):
         # a token LINE refuses ("Invalid reply token": expired on its side)
-        await publish.send(reply_request("x-1", "unknown-token", texts("one")))
-        await publish.send(reply_request("x-2", "unknown-token", texts("two")))
+        await send_together(
+            kafka_producer,
+            namespace,
+            reply_request("x-1", "unknown-token", texts("one")),
+            reply_request("x-2", "unknown-token", texts("two")),
+        )
         by_key = await results(kafka_bootstrap, namespace, 2)
     assert line.emu.count("reply") == 1, "the group's token was tried once"
     first, second = by_key["x-1"], by_key["x-2"]

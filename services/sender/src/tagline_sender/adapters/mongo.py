@@ -269,37 +269,41 @@ class SenderStore:
             yield
 
     async def add_reply_delivery(
-        self, delivery: Doc, recipients: list[str], group_id: str, due_if_first: Callable[[], datetime]
+        self, delivery: Doc, recipients: list[str], group_id: str, send_at: Callable[[], datetime]
     ) -> Doc | None:
         """Store a reply delivery as a member of its reply group, like :meth:`add_delivery`.
 
-        Under the group's lock: the group is created (sent at ``due_if_first()``, asked then, so the gather
-        window starts when the group exists, not before its first request's planning) if this is its first
-        request;
-        the delivery gets the group's name and, while the group is not sealed, its send time, and joins its
-        members. A delivery of a sealed group is stored due now (the dispatcher fails it as late). The
-        delivery is inserted before it joins, so a sealed group never names a delivery that does not exist;
-        joining is idempotent, so a planning resumed after a crash completes it.
+        Under the group's lock: the group is created if this is its first request; while it is not sealed,
+        the delivery joins its members and the group is sent no earlier than ``send_at()`` (asked under the
+        lock: the window starts when the request joins, after its planning), and the delivery is due then.
+        A delivery of a sealed group is stored due now (the dispatcher fails it as late). The delivery is
+        inserted before it joins, so a group never names a delivery that does not exist; joining is
+        idempotent, so a planning resumed after a crash completes it.
         """
         async with self.reply_lock(group_id):
             group = await self.reply_groups.find_one({"_id": group_id})
+            due = send_at()
             if group is None:
                 group = {
                     "_id": group_id,
                     "channel_id": delivery["channel_id"],
                     "partition": delivery["partition"],
                     "members": [],
-                    "due_at": due_if_first(),
+                    "due_at": due,
                     "sealed": False,
                     "created_at": delivery["created_at"],
                 }
                 await self.reply_groups.insert_one(group)
             delivery["reply_group"] = group_id
-            if not group["sealed"]:
-                delivery["next_attempt_at"] = max(delivery["next_attempt_at"], group["due_at"])
+            if group["sealed"]:
+                return await self.add_delivery(delivery, recipients)
+            due = max(due, group["due_at"])
+            delivery["next_attempt_at"] = max(delivery["next_attempt_at"], due)
             existing = await self.add_delivery(delivery, recipients)
-            if not group["sealed"] and delivery["_id"] not in group["members"]:
-                await self.reply_groups.update_one({"_id": group_id}, {"$push": {"members": delivery["_id"]}})
+            if delivery["_id"] not in group["members"] or due != group["due_at"]:
+                await self.reply_groups.update_one(
+                    {"_id": group_id}, {"$addToSet": {"members": delivery["_id"]}, "$set": {"due_at": due}}
+                )
             return existing
 
     async def get_reply_group(self, group_id: str) -> Doc | None:

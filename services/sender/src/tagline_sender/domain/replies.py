@@ -8,8 +8,8 @@ reply and refuses the second ("Invalid reply token"). So the sender gathers the 
 into a **reply group** and sends them as one reply:
 
 * The group is named by the channel and a hash of the token (:func:`reply_group_id`).
-* The group is sent :func:`gather_until` after its first request arrived (``TAGLINE_SENDER_REPLY_GATHER_MS``),
-  so the other services' answers to the same event arrive first; requests that arrive in that window join it.
+* The group is sent once no request has joined it for the gather window (``TAGLINE_SENDER_REPLY_GATHER_MS``,
+  :func:`gather_until`), so the other services' answers to the same event arrive first and join it.
 * Its message objects are its requests' messages in arrival order. At most five fit (:func:`fit`): whole
   requests are taken in arrival order while they fit; a request whose messages no longer fit is left out and
   fails with :func:`over_limit_reason` (a request is never split, and never pushed instead).
@@ -55,13 +55,15 @@ def group_retry_key(group_id: str) -> str:
 
 
 def gather_until(arrived_at: datetime, received_at: datetime, gather: timedelta, ttl: timedelta) -> datetime:
-    """When a group whose first request arrived at ``arrived_at`` is sent.
+    """The earliest a group is sent, given a request that joined it at ``arrived_at`` (the latest such time
+    of its requests wins: the window restarts with each request that joins).
 
-    Measured from the arrival of the group's first request, not from ``received_at`` (when ingest received
-    the event): the other requests of the event are keyed like it (``channel:userId``), so they follow it on
-    the same partition of ``send.requests.v1``, and a window measured from their arrival keeps its width when
-    the sender lags behind (a window measured from ``received_at`` would already be over then, and the
-    second request would be late). It never runs past the point where the token would be too old to try.
+    Measured from the requests' arrival, not from ``received_at`` (when ingest received the event): the other
+    requests of the event are keyed like the first (``channel:userId``), so they follow it on the same
+    partition of ``send.requests.v1``, and a window measured from their arrival keeps its width when the
+    sender lags behind or plans slowly (a window measured from ``received_at`` would be over then, and the
+    second request late). Restarting it with each request keeps a burst of requests planned one after the
+    other together. It never runs past the point where the token would be too old to try.
     """
     latest = received_at + ttl - SEND_MARGIN
     return max(arrived_at, min(arrived_at + gather, latest))
