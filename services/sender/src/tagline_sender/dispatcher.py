@@ -322,9 +322,9 @@ class Dispatcher:
 
         A member is due when it joined, plus the gather window; a later member restarted the window, so a
         member that comes due before the group is put back until then. On the group's first call it is
-        sealed (:meth:`_seal`). A later call (a retry after no answer, a
-        lease that ran out, a push fallback) claims the sealed members again. A member that is not in the
-        sealed call arrived too late: it fails, it is never pushed (its token is spent).
+        sealed (:meth:`_seal`). A later call (a retry after no answer, a lease that ran out, a push fallback)
+        claims the sealed members again. A member that is not in the sealed call arrived too late: it fails,
+        it is never pushed (its token is spent).
         """
         lease = now + self._config.lease
         left_out: list[tuple[Doc, str, str | None]] = []  # (member, reason, metric label)
@@ -336,10 +336,10 @@ class Dispatcher:
             group = await self._store.get_reply_group(group_id)
             sealed = bool(group and group.get("sealed"))
             if group is not None and not sealed and group["due_at"] > now:
-                # another request joined after this one and restarted the gather window: not yet
+                # A request joined after this one and restarted the gather window: not yet. The one that
+                # joined last is queued for the group's time (and the poller finds this one again).
                 later = {"state": DeliveryState.PENDING.value, "next_attempt_at": group["due_at"]}
                 await self._store.transition(delivery_id, token, later, ("claim",))
-                self.enqueue(delivery_id, trigger["category"], group["due_at"], group_id)
                 return None
             members: list[str] = []
             if group is not None:
