@@ -1,7 +1,8 @@
 """A friend's whole life with a brand, through every service as its own process.
 
 follow (signed webhook into ingest) → member with its source tag (tagger) → welcome reply (sender, free) →
-journey step 1 at its time (sender, clock moved through the offset file) → a keyword → tagged → a segment
+a message matching two keyword rules with auto-replies → tagged, and both answers in one free reply (one
+reply token per event) → journey step 1 at its time (sender, clock moved through the offset file) → a segment
 campaign, published twice, reaches them once → they block → the journey's next step and the next campaign
 do not reach them.
 """
@@ -24,6 +25,7 @@ from tagline_testing.waiting import eventually
 from tagline_testing.webhook import WebhookBuilder
 
 HOUR = 3600.0
+COUPON, ASK = "優惠券：輸入 COUPON50", "客服會盡快回覆您"  # two rules' auto-replies to one message
 USER = "U" + "f" * 32
 BYSTANDER = "U" + "e" * 32  # follows too, never writes the keyword: the campaign's segment leaves them out
 
@@ -77,9 +79,9 @@ async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told
         await _wait_journey_loaded(sender, c.channel_id)
 
         async def rules_loaded() -> bool:
-            return (await stack.metric("tagger", "tagline_tagger_rules_loaded") or 0) >= 2
+            return (await stack.metric("tagger", "tagline_tagger_rules_loaded") or 0) >= 3
 
-        await eventually(rules_loaded, timeout_s=30, what="the tagger loaded both rules")
+        await eventually(rules_loaded, timeout_s=30, what="the tagger loaded the three rules")
 
         # 1. they follow; LINE's reply token is one the emulator issued
         follows = [WebhookBuilder(c.channel_secret).follow(user) for user in (USER, BYSTANDER)]
@@ -123,23 +125,44 @@ async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told
 
         await eventually(entered, timeout_s=60, what="both friends entered the journey")
 
-        # 2. step 1 is due the next day at 10:00 Taipei time: at least 10 h away, at most 34 h
+        # 2. a message matching two keyword rules tags them, and both auto-replies go out as one reply with
+        # the event's token (LINE would refuse a second reply, and a push instead would be paid); before the
+        # sender's clock is moved on, so the token is fresh for it
+        question = WebhookBuilder(c.channel_secret).text(USER, "請問有優惠嗎？")
+        await emu.call(
+            "POST",
+            f"/_emulator/channels/{c.channel_id}/reply-tokens",
+            json={"userId": USER, "token": question["replyToken"]},
+        )
+        await _webhook(stack, [question])
+        await eventually(lambda: tagged("wants_coupon"), timeout_s=60, what="the keyword tag")
+
+        async def auto_replies() -> list[str]:
+            """What the friend received that holds an auto-reply (the tagger fires rules in rule id order)."""
+            return [text for text in await received() if COUPON in text or ASK in text]
+
+        async def one_reply_with_both() -> bool:
+            return [set(text.split(" | ")) for text in await auto_replies()] == [{COUPON, ASK}]
+
+        await eventually(one_reply_with_both, timeout_s=60, what="both auto-replies in one reply")
+        replies = await emu.call("GET", "/_emulator/requests", params={"endpoint": "reply"})
+        assert [r["status"] for r in replies["requests"]] == [200, 200, 200], "two welcomes, one auto-reply"
+
+        # 3. step 1 is due the next day at 10:00 Taipei time: at least 10 h away, at most 34 h
         stack.advance(9 * HOUR)
         await _quiet(1.5)
         assert not await got("50 元折價券"), "step 1 went out before its time"
         stack.advance(26 * HOUR)
         await eventually(lambda: got("50 元折價券"), timeout_s=60, what="journey step 1")
 
-        # 3. a keyword tags them; a campaign to the segment, published twice, reaches them once
-        await _webhook(stack, [WebhookBuilder(c.channel_secret).text(USER, "請問有優惠嗎？")])
-        await eventually(lambda: tagged("wants_coupon"), timeout_s=60, what="the keyword tag")
+        # 4. a campaign to the segment, published twice, reaches them once
         segment = {"op": "tags", "any": ["wants_coupon"]}
         await _wait_projection(sender, c.channel_id, segment, 1)
         for _ in range(2):
             await _campaign(kafka_producer, stack, "campaign-1", "本週優惠：全館 8 折", segment)
         await eventually(lambda: got("本週優惠：全館 8 折"), timeout_s=60, what="the campaign")
 
-        # 4. they block (LINE knows at once and sends the unfollow event): they leave the journey; the
+        # 5. they block (LINE knows at once and sends the unfollow event): they leave the journey; the
         # next step and the next campaign are not even attempted for them
         await emu.call("POST", f"/_emulator/channels/{c.channel_id}/block", json={"userIds": [USER]})
         await _webhook(stack, [WebhookBuilder(c.channel_secret).unfollow(USER)])
@@ -165,7 +188,13 @@ async def test_a_friend_from_follow_to_block(  # noqa: PLR0915 - one story, told
         )
         await _quiet(2.0)
 
-        assert await received(USER) == {"歡迎加入！": 1, "50 元折價券": 1, "本週優惠：全館 8 折": 1}
+        [auto_reply] = await auto_replies()  # once, and never as a push of its own
+        assert await received(USER) == {
+            "歡迎加入！": 1,
+            "50 元折價券": 1,
+            auto_reply: 1,
+            "本週優惠：全館 8 折": 1,
+        }
         assert await received(BYSTANDER) == {
             "歡迎加入！": 1,
             "50 元折價券": 1,
@@ -199,7 +228,26 @@ async def _set_up(tagger: Client, sender: Client, channel_id: str) -> dict[str, 
         json={
             "name": "想要優惠",
             "tag": "wants_coupon",
-            "condition": {"kind": "keyword", "match": "contains", "patterns": ["優惠"]},
+            "condition": {
+                "kind": "keyword",
+                "match": "contains",
+                "patterns": ["優惠"],
+                "auto_reply": [{"type": "text", "text": COUPON}],
+            },
+        },
+    )
+    await tagger.call(
+        "POST",
+        f"/channels/{channel_id}/rules",
+        json={
+            "name": "提問",
+            "tag": "asked",
+            "condition": {
+                "kind": "keyword",
+                "match": "contains",
+                "patterns": ["請問"],
+                "auto_reply": [{"type": "text", "text": ASK}],
+            },
         },
     )
     await sender.call(

@@ -146,6 +146,8 @@ class Stack:
                 "TAGLINE_SENDER_RETRY_CAP_S": "2",
                 "TAGLINE_SENDER_REQUEST_TIMEOUT_S": "3",
                 "TAGLINE_SENDER_LEASE_S": "10",
+                # replies to one event meet even when the machine is busy with other tests (default 1 s)
+                "TAGLINE_SENDER_REPLY_GATHER_MS": "3000",
             }
         else:
             env = {

@@ -10,6 +10,26 @@ is stored before the first attempt and reused on every retry, so LINE turns a re
 409 (= success); and every outcome is written with the claim token as predicate, so a worker whose lease ran
 out cannot overwrite the work of the one that took over. Results go out through an outbox field
 (``pending_result``) that the poller republishes after a crash.
+
+The unit of work is a :class:`Call`: one LINE call and the deliveries it carries, all claimed with one claim
+token. Usually that is one delivery. The deliveries of a reply group (every request answering one inbound
+event with its reply token, :mod:`tagline_sender.domain.replies`) make one call together:
+
+* **One reply per event**: when any member of a group comes due, the worker takes the group's lock (a
+  :class:`~tagline_platform.mongo.DocumentLock`, so the claims are exclusive on FerretDB too), claims that
+  member and every other pending member by ``_id`` (the group document lists them; no query by field), and
+  on the group's first call *seals* it: the members that fit in LINE's five message objects are recorded
+  as the call's members, the others fail with the reason. A request that joins the group later is failed as
+  late, never pushed. The call's body is the members' messages in arrival order; its outcome is recorded on
+  every member, each with its own result (request id, method, 0 billable for a reply).
+* **Crash safety as for one delivery**: the members share the claim token and the lease; a crashed worker's
+  members go back to pending together (marked ambiguous), and the next attempt claims the sealed members
+  again and sends the same body. A reply attempt that got no answer is never followed by a push
+  (:func:`~tagline_sender.domain.delivery.unusable_reply`): the single-use token is most likely spent.
+* **At most one paid push per event**: if the channel's ``reply_fallback`` is ``push`` and the group's token
+  is stale or refused, the group is pushed as one push (one billable message) with a retry key derived from
+  the group (:func:`~tagline_sender.domain.replies.group_retry_key`) and one quota hold, whichever member
+  leads the attempt.
 """
 
 from __future__ import annotations
@@ -22,7 +42,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,13 +56,16 @@ from tagline_sender.domain.delivery import (
     Answer,
     AnswerKind,
     Attempted,
+    Decision,
     DeliveryState,
     QuotaAction,
     RetryPolicy,
     decide,
+    unusable_reply,
 )
 from tagline_sender.domain.pricing import Plan, PlanName, charge
 from tagline_sender.domain.ratelimit import RateLimit, SlidingWindow
+from tagline_sender.domain.replies import LATE_REASON, fit, group_retry_key
 from tagline_sender.ports import LineGateway
 from tagline_sender.quota import Hold, QuotaKeeper
 from tagline_sender.settings import ChannelConfig
@@ -51,6 +74,33 @@ log = logging.getLogger("tagline.sender.dispatcher")
 
 Clock = Callable[[], datetime]
 ResultPublisher = Callable[[str, str, SendResult], Awaitable[None]]  # (channel, event_id, result)
+ReplyLeftOut = Callable[[str, str], None]  # (channel, why: "late" | "over_limit"): a reply request not sent
+
+
+@dataclass
+class Call:
+    """One LINE call and the deliveries it carries, all claimed with ``token``, in arrival order.
+
+    ``docs[0]`` leads: its attempts, ambiguity, hold and recipients stand for the call. A reply group's call
+    uses the group's retry key and quota hold (the same whichever member leads), a single delivery its own.
+    """
+
+    token: str
+    docs: list[Doc]
+    group_id: str | None = None
+    messages: list[Any] = field(default_factory=list)
+
+    @property
+    def lead(self) -> Doc:
+        return self.docs[0]
+
+    @property
+    def retry_key(self) -> str:
+        return group_retry_key(self.group_id) if self.group_id else str(self.lead["retry_key"])
+
+    @property
+    def hold_key(self) -> str:
+        return self.group_id or str(self.lead["_id"])
 
 
 @dataclass(frozen=True)
@@ -105,6 +155,7 @@ class Dispatcher:
         clock: Clock = utc_now,
         instance_id: str = "",
         on_outcome: Callable[[str, SendOutcome, int], None] | None = None,
+        on_reply_left_out: ReplyLeftOut | None = None,
     ) -> None:
         self._store = store
         self._quota = quota
@@ -117,12 +168,13 @@ class Dispatcher:
         self._clock = clock
         self._instance = instance_id or uuid.uuid4().hex[:8]
         self._on_outcome = on_outcome
+        self._on_reply_left_out = on_reply_left_out
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._partitions: frozenset[int] = frozenset()
         self._publishing: set[str] = set()
         """Deliveries whose result this instance is publishing now (the poller leaves them alone)."""
         self._unpublished_seen: set[str] = set()
-        self._heap: list[tuple[int, float, int, str]] = []
+        self._heap: list[tuple[int, float, int, str, str | None]] = []
         self._queued: set[str] = set()
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
@@ -153,26 +205,26 @@ class Dispatcher:
         return not self._heap and self._busy == 0
 
     # ---- queue ----------------------------------------------------------------------------------------
-    def enqueue(self, delivery_id: str, category: str, due: datetime) -> None:
+    def enqueue(self, delivery_id: str, category: str, due: datetime, reply_group: str | None = None) -> None:
         if delivery_id in self._queued or delivery_id in self._inflight:
             return
         self._queued.add(delivery_id)
         priority = 0 if category == SendCategory.TRANSACTIONAL.value else 1
-        heapq.heappush(self._heap, (priority, due.timestamp(), next(self._seq), delivery_id))
+        heapq.heappush(self._heap, (priority, due.timestamp(), next(self._seq), delivery_id, reply_group))
         self._wakeup.set()
 
-    async def _next(self) -> str | None:
-        """The next due delivery; ``None`` once :meth:`stop` was called."""
+    async def _next(self) -> tuple[str, str | None] | None:
+        """The next due delivery and its reply group; ``None`` once :meth:`stop` was called."""
         while not self._stopping:
             now = self._clock().timestamp()
-            for index, (_, due, _, _) in enumerate(self._heap):
+            for index, (_, due, _, _, _) in enumerate(self._heap):
                 if due <= now:
                     item = self._heap.pop(index)
                     heapq.heapify(self._heap)
                     self._queued.discard(item[3])
-                    return item[3]
+                    return item[3], item[4]
             self._wakeup.clear()
-            soonest = min((due for _, due, _, _ in self._heap), default=now + self._config.poll_interval_s)
+            soonest = min((item[1] for item in self._heap), default=now + self._config.poll_interval_s)
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (CPython gh-86296)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.01, min(1.0, soonest - now))):
@@ -206,13 +258,14 @@ class Dispatcher:
 
     async def _worker(self) -> None:
         while True:
-            delivery_id = await self._next()
-            if delivery_id is None:
+            due = await self._next()
+            if due is None:
                 return
+            delivery_id, reply_group = due
             self._busy += 1
             self._inflight.add(delivery_id)
             try:
-                await self.process(delivery_id)
+                await self.process(delivery_id, reply_group)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the lease expires and the poller hands the delivery out again
@@ -240,7 +293,7 @@ class Dispatcher:
         await self._store.release_expired_leases(owned, now)
         horizon = now + timedelta(seconds=self._config.poll_interval_s)
         for doc in await self._store.due(owned, horizon, limit=5_000):
-            self.enqueue(doc["_id"], doc["category"], doc["next_attempt_at"])
+            self.enqueue(doc["_id"], doc["category"], doc["next_attempt_at"], doc.get("reply_group"))
         # A result is republished only when it was already unpublished at the previous poll and this instance
         # is not publishing it right now: the dispatcher publishes every result itself just after writing it,
         # and a poll racing that publish would otherwise send it twice.
@@ -251,95 +304,207 @@ class Dispatcher:
                 await self._publish_pending(doc)
 
     # ---- one attempt -----------------------------------------------------------------------------------
-    async def process(self, delivery_id: str) -> None:
-        """One attempt at one delivery, if it is still pending and due (else another worker has it)."""
+    async def process(self, delivery_id: str, reply_group: str | None = None) -> None:
+        """One attempt at one delivery (with the rest of its reply group, if it has one), if it is still
+        pending and due (else another worker has it)."""
         now = self._clock()
         token = uuid.uuid4().hex
-        doc = await self._store.claim(delivery_id, now, now + self._config.lease, token)
-        if doc is None:
-            return
-        config = self._channels.get(doc["channel_id"])
-        hold = Hold(**doc["hold"]) if doc.get("hold") else None
-        reason = doc.get("unsendable") or (None if config else "unknown channel")
-        if reason is None and doc.get("expires_at") and now >= doc["expires_at"]:
-            reason = "expired before it could be sent"
-            if hold:  # an unanswered attempt may have been delivered: keep it counted then
-                await self._quota.settle(hold, used=bool(doc.get("ambiguous")))
-        if reason is not None or config is None:
+        if reply_group is None:
+            doc = await self._store.claim(delivery_id, now, now + self._config.lease, token)
+            call = None if doc is None else Call(token, [doc])
+        else:
+            call = await self._claim_group(delivery_id, reply_group, now, token)
+        if call is not None:
+            await self._attempt(call, now)
+
+    async def _claim_group(self, delivery_id: str, group_id: str, now: datetime, token: str) -> Call | None:
+        """Claim a due member of a reply group and every other pending member, under the group's lock.
+
+        A member is due when it joined, plus the gather window; a later member restarted the window, so a
+        member that comes due before the group is put back until then. On the group's first call it is
+        sealed (:meth:`_seal`). A later call (a retry after no answer, a lease that ran out, a push fallback)
+        claims the sealed members again. A member that is not in the sealed call arrived too late: it fails,
+        it is never pushed (its token is spent).
+        """
+        lease = now + self._config.lease
+        left_out: list[tuple[Doc, str, str | None]] = []  # (member, reason, metric label)
+        docs: list[Doc] = []
+        async with self._store.reply_lock(group_id):
+            trigger = await self._store.claim(delivery_id, now, lease, token)
+            if trigger is None:
+                return None
+            group = await self._store.get_reply_group(group_id)
+            sealed = bool(group and group.get("sealed"))
+            if group is not None and not sealed and group["due_at"] > now:
+                # A request joined after this one and restarted the gather window: not yet. The one that
+                # joined last is queued for the group's time (and the poller finds this one again).
+                later = {"state": DeliveryState.PENDING.value, "next_attempt_at": group["due_at"]}
+                await self._store.transition(delivery_id, token, later, ("claim",))
+                return None
+            members: list[str] = []
+            if group is not None:
+                members = list(group["included"] if sealed else group["members"])
+            if sealed and delivery_id not in members:
+                left_out.append((trigger, LATE_REASON, "late"))
+            else:
+                if delivery_id not in members:  # stored, but its planning stopped before it joined
+                    members.append(delivery_id)
+                claimed = {delivery_id: trigger}
+                for member in members:
+                    if member not in claimed:
+                        doc = await self._store.claim(member, now, lease, token, due=False)
+                        if doc is not None:
+                            claimed[member] = doc
+                docs = [claimed[m] for m in members if m in claimed]
+                if not sealed:
+                    docs, left_out = await self._seal(group_id, docs, now)
+        for doc, reason, label in left_out:
             await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=reason)
+            if label and self._on_reply_left_out:
+                self._on_reply_left_out(doc["channel_id"], label)
+        return Call(token, docs, group_id) if docs else None
+
+    async def _seal(
+        self, group_id: str, docs: list[Doc], now: datetime
+    ) -> tuple[list[Doc], list[tuple[Doc, str, str | None]]]:
+        """Decide the group's reply call: members that can be sent (not expired…), in arrival order, as many
+        whole requests as fit in LINE's five message objects (:func:`~tagline_sender.domain.replies.fit`).
+        Returns the call's members and the members left out, with why."""
+        left_out: list[tuple[Doc, str, str | None]] = []
+        usable: list[Doc] = []
+        for doc in docs:
+            reason = self._unsendable(doc, now)
+            if reason is None:
+                usable.append(doc)
+            else:
+                left_out.append((doc, reason, None))
+        fitted = fit([(doc["_id"], len(await self._messages(doc))) for doc in usable])
+        by_id = {doc["_id"]: doc for doc in usable}
+        left_out += [(by_id[member], why, "over_limit") for member, why in fitted.excluded]
+        await self._store.seal_reply_group(
+            group_id, fitted.included, [doc["_id"] for doc, _, _ in left_out], now
+        )
+        return [by_id[member] for member in fitted.included], left_out
+
+    def _unsendable(self, doc: Doc, now: datetime) -> str | None:
+        """Why this delivery can no longer be sent at all, if it cannot."""
+        if doc.get("unsendable"):
+            return str(doc["unsendable"])
+        if doc["channel_id"] not in self._channels:
+            return "unknown channel"
+        if doc.get("expires_at") and now >= doc["expires_at"]:
+            return "expired before it could be sent"
+        return None
+
+    async def _attempt(self, call: Call, now: datetime) -> None:
+        """Reserve the quota (push, multicast), wait for the rate limit, call LINE, record the answer."""
+        hold = _hold(call.lead)
+        reasons = [(doc, self._unsendable(doc, now)) for doc in call.docs]
+        failed = [(doc, reason) for doc, reason in reasons if reason is not None]
+        call.docs = [doc for doc, reason in reasons if reason is None]
+        if hold is not None and not call.docs:
+            # nobody is left to carry the hold; an unanswered attempt may have been delivered: keep it counted
+            await self._quota.settle(hold, used=any(doc.get("ambiguous") for doc, _ in failed))
+        for doc, reason in failed:
+            await self._finish(doc, call.token, DeliveryState.FAILED, SendOutcome.FAILED, reason=reason)
+        if not call.docs:
             return
-        method = SendMethod(doc["method"])
-        if method is SendMethod.REPLY and now - doc["reply_received_at"] >= self._config.reply_ttl:
-            method = SendMethod.PUSH  # the token went stale while waiting: push instead
-        recipients = await self._store.get_recipients(delivery_id)
+        lead = call.lead
+        config = self._channels[lead["channel_id"]]
+        method = SendMethod(lead["method"])
+        recipients = await self._store.get_recipients(lead["_id"])
+        if method is SendMethod.REPLY and now - lead["reply_received_at"] >= self._config.reply_ttl:
+            # the token went stale while waiting: the channel's reply_fallback decides
+            decision = unusable_reply(
+                config.reply_fallback,
+                ambiguous_before=any(doc.get("ambiguous") for doc in call.docs),
+                why=f"stale (older than the {self._config.reply_ttl.total_seconds():g} s a token is tried)",
+                now=now,
+            )
+            if decision.switch_to is None:
+                await self._apply(call, decision, method=method, recipients=recipients, fields={})
+                return
+            method = decision.switch_to
         if method is not SendMethod.REPLY and hold is None:
-            prepared = await self._reserve(doc, token, method, recipients, now)
+            prepared = await self._reserve(call, method, recipients, now)
             if prepared is None:
                 return
             method, recipients, hold = prepared
-        send = await self._send(doc["send_id"])
-        body = self._body(method, recipients, send["request"]["messages"], doc)
-        await self._limiter.acquire(doc["channel_id"], method.value)
-        first_attempt_at = doc.get("first_attempt_at") or self._clock()
+        call.messages = [message for doc in call.docs for message in await self._messages(doc)]
+        body = self._body(method, recipients, call.messages, lead)
+        await self._limiter.acquire(lead["channel_id"], method.value)
+        started = [doc["first_attempt_at"] for doc in call.docs if doc.get("first_attempt_at")]
+        first_attempt_at = min(started) if started else self._clock()
         answer = await self._line.send(
             method,
             config.access_token.get_secret_value(),
             body,
-            None if method is SendMethod.REPLY else doc["retry_key"],
+            None if method is SendMethod.REPLY else call.retry_key,
         )
-        await self._record(doc, token, method, recipients, hold, answer, first_attempt_at)
+        await self._record(call, method, recipients, hold, answer, first_attempt_at)
 
     async def _reserve(
-        self, doc: Doc, token: str, method: SendMethod, recipients: list[str], now: datetime
+        self, call: Call, method: SendMethod, recipients: list[str], now: datetime
     ) -> tuple[SendMethod, list[str], Hold] | None:
-        """Drop blocked recipients, hold their quota; ``None`` if the delivery was finished or deferred."""
-        recipients = await self._without_blocked(doc["channel_id"], doc["_id"], recipients)
+        """Drop blocked recipients, hold their quota; ``None`` if the call was finished or deferred."""
+        lead = call.lead
+        recipients = await self._without_blocked(lead["channel_id"], lead["_id"], recipients)
         if not recipients:
-            await self._finish(
-                doc,
-                token,
-                DeliveryState.FAILED,
-                SendOutcome.FAILED,
-                reason="every recipient has blocked the account",
-            )
+            for doc in call.docs:
+                await self._finish(
+                    doc,
+                    call.token,
+                    DeliveryState.FAILED,
+                    SendOutcome.FAILED,
+                    reason="every recipient has blocked the account",
+                )
             return None
         if method is SendMethod.MULTICAST and len(recipients) == 1:
             method = SendMethod.PUSH
-        category = SendCategory(doc["category"])
-        hold = await self._quota.reserve(doc["channel_id"], doc["_id"], len(recipients), category, now)
+        transactional = any(doc["category"] == SendCategory.TRANSACTIONAL.value for doc in call.docs)
+        category = SendCategory.TRANSACTIONAL if transactional else SendCategory.MARKETING
+        hold = await self._quota.reserve(lead["channel_id"], call.hold_key, len(recipients), category, now)
         if hold is None:
-            await self._defer(doc, token, "monthly quota (after transactional headroom) is used up")
+            for doc in call.docs:
+                await self._defer(doc, call.token, "monthly quota (after transactional headroom) is used up")
             return None
-        kept = await self._store.deliveries.update_one(
-            {"_id": doc["_id"], "claim": token},
-            {
-                "$set": {
-                    "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
-                    "method": method.value,
-                }
-            },
-        )
-        if kept.modified_count != 1:
-            # Our lease ran out and another worker claimed it: it owns the same hold (one per delivery)
-            # and settles it; calling LINE from here too would only risk counting the quota twice.
-            return None
+        for doc in call.docs:
+            kept = await self._store.deliveries.update_one(
+                {"_id": doc["_id"], "claim": call.token},
+                {
+                    "$set": {
+                        "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
+                        "method": method.value,
+                    }
+                },
+            )
+            if kept.modified_count != 1:
+                # Our lease ran out and another worker claimed it: it owns the same hold (one per call) and
+                # settles it; calling LINE from here too would only risk counting the quota twice.
+                return None
         return method, recipients, hold
 
     async def _record(  # noqa: PLR0917 - private; one call site
         self,
-        doc: Doc,
-        token: str,
+        call: Call,
         method: SendMethod,
         recipients: list[str],
         hold: Hold | None,
         answer: Answer,
         first_attempt_at: datetime,
     ) -> None:
-        """Apply LINE's answer: settle the quota hold, then move the delivery on (claim-token predicate)."""
+        """Apply LINE's answer: settle the quota hold, then move every delivery of the call on."""
         now = self._clock()
-        attempts = int(doc.get("attempts", 0)) + 1
+        attempts = max(int(doc.get("attempts", 0)) for doc in call.docs) + 1
+        ambiguous = any(bool(doc.get("ambiguous")) for doc in call.docs)
         decision = decide(
-            Attempted(method, attempts, first_attempt_at, bool(doc.get("ambiguous"))),
+            Attempted(
+                method,
+                attempts,
+                first_attempt_at,
+                ambiguous,
+                self._channels[call.lead["channel_id"]].reply_fallback,
+            ),
             answer,
             now,
             self._config.retry,
@@ -350,37 +515,71 @@ class Dispatcher:
             used_before = await self._quota.settle(hold, used=decision.quota is QuotaAction.CONFIRM)
             if decision.quota is QuotaAction.EXHAUSTED:
                 await self._quota.mark_exhausted(hold.ledger_id)
-        common = {
+        fields = {
             "attempts": attempts,
             "first_attempt_at": first_attempt_at,
             "last_attempt_at": now,
             "last_answer": _answer_doc(answer),
-            "ambiguous": bool(doc.get("ambiguous")) or decision.ambiguous,
+            "ambiguous": ambiguous or decision.ambiguous,
             "method": (decision.switch_to or method).value,
         }
+        await self._apply(
+            call,
+            decision,
+            method=method,
+            recipients=recipients,
+            hold=hold,
+            answer=answer,
+            used_before=used_before,
+            fields=fields,
+        )
+
+    async def _apply(
+        self,
+        call: Call,
+        decision: Decision,
+        *,
+        method: SendMethod,
+        recipients: list[str],
+        fields: Doc,
+        hold: Hold | None = None,
+        answer: Answer | None = None,
+        used_before: int | None = None,
+    ) -> None:
+        """Move every delivery of the call to the decided state (claim-token predicate). Each gets its own
+        result; the billable messages and their cost are on the lead's only (one call, counted once)."""
+        now = self._clock()
         unset = () if hold is not None and decision.quota is QuotaAction.KEEP else ("hold",)
         if decision.state is DeliveryState.PENDING:
             due = decision.next_attempt_at or now
-            fields = {**common, "state": DeliveryState.PENDING.value, "next_attempt_at": due}
-            await self._store.transition(doc["_id"], token, fields, ("claim", *unset))
-            if due - now < timedelta(seconds=self._config.poll_interval_s):
-                self.enqueue(doc["_id"], doc["category"], due)
-        elif decision.state is DeliveryState.DEFERRED:
-            await self._defer(doc, token, decision.reason or "deferred", extra=common, unset=unset)
-        else:
-            counted = len(recipients) if hold is not None and decision.quota is QuotaAction.CONFIRM else 0
+            for doc in call.docs:
+                pending = {**fields, "state": DeliveryState.PENDING.value, "next_attempt_at": due}
+                await self._store.transition(doc["_id"], call.token, pending, ("claim", *unset))
+                if due - now < timedelta(seconds=self._config.poll_interval_s):
+                    self.enqueue(doc["_id"], doc["category"], due, doc.get("reply_group"))
+            return
+        if decision.state is DeliveryState.DEFERRED:
+            for doc in call.docs:
+                await self._defer(doc, call.token, decision.reason or "deferred", extra=fields, unset=unset)
+            return
+        counted = len(recipients) if hold is not None and decision.quota is QuotaAction.CONFIRM else 0
+        cost = self._cost(call.lead["channel_id"], used_before, counted)
+        reason = decision.reason
+        if reason is None and len(call.docs) > 1:
+            reason = f"one {method.value} call with {len(call.docs) - 1} other request(s) for the same event"
+        for index, doc in enumerate(call.docs):
             await self._finish(
                 doc,
-                token,
+                call.token,
                 decision.state,
                 decision.outcome or SendOutcome.FAILED,
-                reason=decision.reason,
+                reason=reason,
                 answer=answer,
                 method=method,
                 recipients=recipients,
-                counted=counted,
-                cost=self._cost(doc["channel_id"], used_before, counted),
-                extra=common,
+                counted=counted if index == 0 else 0,
+                cost=cost if index == 0 else 0.0,
+                extra=fields,
                 unset=unset,
             )
 
@@ -395,6 +594,9 @@ class Dispatcher:
                 self._sends.clear()
             self._sends[send_id] = send
         return send
+
+    async def _messages(self, doc: Doc) -> list[Any]:
+        return list((await self._send(doc["send_id"]))["request"]["messages"])
 
     async def _without_blocked(self, channel_id: str, delivery_id: str, recipients: list[str]) -> list[str]:
         loop_now = asyncio.get_running_loop().time()
@@ -518,6 +720,10 @@ class Dispatcher:
             self._publishing.discard(doc["_id"])
         if self._on_outcome:
             self._on_outcome(doc["channel_id"], result.outcome, result.messages_counted)
+
+
+def _hold(doc: Doc) -> Hold | None:
+    return Hold(**doc["hold"]) if doc.get("hold") else None
 
 
 def _answer_doc(answer: Answer) -> Doc:

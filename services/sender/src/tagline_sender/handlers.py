@@ -37,6 +37,10 @@ from tagline_sender.welcomer import Welcomer
 log = logging.getLogger("tagline.sender.handlers")
 
 INFRA_RETRY_DELAY_S = 1.0
+REQUESTS_FETCH_MAX_WAIT_MS = 100
+"""Longest wait of a fetch of ``send.requests.v1``. A record that arrives while a fetch for the other, idle
+partitions is in flight waits for that fetch to end (aiokafka's default: 500 ms); the replies to one event
+must meet within the reply gather window (``TAGLINE_SENDER_REPLY_GATHER_MS``), so this is kept short."""
 
 
 class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -79,6 +83,7 @@ def register(
             PartitionListener(requests_topic, settings.topic_partitions, on_partitions)
         ),
         max_poll_interval_ms=600_000,
+        fetch_max_wait_ms=REQUESTS_FETCH_MAX_WAIT_MS,
     )
     async def on_send_request(message: KafkaMessage) -> None:
         record: Any = message.raw_message

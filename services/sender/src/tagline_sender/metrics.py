@@ -21,6 +21,12 @@ class SenderMetrics:
         self.quota_remaining = self.metrics.gauge(
             "quota_remaining", "Messages that may still be reserved this month.", ("channel_id",)
         )
+        self.replies_left_out = self.metrics.counter(
+            "reply_requests_left_out_total",
+            "Reply requests not sent because their event's one reply was already sent (late) or full (over "
+            "LINE's five message objects); never pushed instead.",
+            ("channel_id", "reason"),
+        )
         self.member_changes = self.metrics.counter(
             "member_changes_total", "member.changes.v1 records, by result.", ("result",)
         )
@@ -29,3 +35,6 @@ class SenderMetrics:
         self.outcomes.labels(channel_id, outcome.value).inc()
         if counted:
             self.messages.labels(channel_id).inc(counted)
+
+    def reply_left_out(self, channel_id: str, reason: str) -> None:
+        self.replies_left_out.labels(channel_id, reason).inc()

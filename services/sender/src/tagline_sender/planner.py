@@ -5,6 +5,13 @@ it and stops there (if its planning finished) or resumes it (if the first planni
 recipients are sorted, so batch *n* holds the same users however often the request is planned; after each
 stored batch the send records the last recipient planned, and a resumed planning continues after it.
 Every delivery gets its retry key here, before any attempt.
+
+A request with a fresh reply token joins the token's reply group (:mod:`tagline_sender.domain.replies`): the
+other services' replies to the same event are keyed like it (``channel:userId``, :func:`send_request_key`), so
+they arrive on the same partition, in order, at this planner, and the group is sent as one reply once no
+request has joined it for the gather window. A reply request is always planned as a reply: whether its token
+is still fresh when it is tried, and what a stale or refused one becomes (the channel's ``reply_fallback``),
+is the dispatcher's call.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from tagline_contracts.segments import to_mongo_query
 from tagline_contracts.sending import SegmentTarget, SendMessages, SendMethod, UserTarget
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import DeliveryState
-from tagline_sender.domain.planning import InvalidRequest, batches, first_method, method_for_batch
+from tagline_sender.domain.planning import InvalidRequest, batches, method_for_batch, reply_is_fresh
+from tagline_sender.domain.replies import gather_until, reply_group_id
 from tagline_sender.settings import ChannelConfig
 
 log = logging.getLogger("tagline.sender.planner")
 
-Enqueue = Callable[[str, str, datetime], None]
+Enqueue = Callable[[str, str, datetime, str | None], None]  # (delivery, category, due, reply group)
 
 
 class SendState:
@@ -42,6 +50,7 @@ class Planner:
         channels: dict[str, ChannelConfig],
         *,
         reply_ttl: timedelta,
+        reply_gather: timedelta,
         max_recipients: int,
         enqueue: Enqueue,
         clock: Callable[[], datetime],
@@ -49,6 +58,7 @@ class Planner:
         self._store = store
         self._channels = channels
         self._reply_ttl = reply_ttl
+        self._reply_gather = reply_gather
         self._max_recipients = max_recipients
         self._enqueue = enqueue
         self._clock = clock
@@ -66,7 +76,10 @@ class Planner:
             today = now.astimezone(ZoneInfo(self._channels[channel_id].timezone)).date()
             query = to_mongo_query(target.filter, now=now, today=today)
             return await self._store.member_ids(channel_id, query)
-        ids = [target.user_id] if isinstance(target, UserTarget) else sorted(set(target.user_ids))
+        if isinstance(target, UserTarget):  # one read by _id (replies are planned on the hot path)
+            blocked_one = await self._store.has_blocked(channel_id, target.user_id)
+            return [] if blocked_one else [target.user_id]
+        ids = sorted(set(target.user_ids))
         blocked = await self._store.blocked_ids(channel_id)
         return [u for u in ids if u not in blocked]
 
@@ -122,15 +135,16 @@ class Planner:
         start = 0 if cursor is None else bisect.bisect_right(recipients, cursor)
         while start < len(recipients):
             batch = next(batches(itertools.islice(recipients, start, None)))
-            method = (
-                first_method(request, len(batch), now, self._reply_ttl)
-                if isinstance(request.target, UserTarget)
-                else method_for_batch(batch)
-            )
+            method = SendMethod.REPLY if request.reply is not None else method_for_batch(batch)
             delivery = self._delivery(send_id, channel_id, request, partition, batch_no, batch, method, now)
-            existing = await self._store.add_delivery(delivery, batch)
+            existing = await self._add(delivery, batch, request, now)
             if existing is None:
-                self._enqueue(delivery["_id"], delivery["category"], delivery["next_attempt_at"])
+                self._enqueue(
+                    delivery["_id"],
+                    delivery["category"],
+                    delivery["next_attempt_at"],
+                    delivery.get("reply_group"),
+                )
                 cursor = batch[-1]
             else:
                 cursor = existing["last_recipient"]  # an interrupted planning stored this batch already
@@ -152,6 +166,25 @@ class Planner:
         )
         return SendState.PLANNED
 
+    async def _add(self, delivery: Doc, batch: list[str], request: SendMessages, now: datetime) -> Doc | None:
+        """Store the delivery; one with a fresh reply token joins its reply group (sent when the group is, no
+        earlier than the gather window after this request joined)."""
+        reply = request.reply
+        grouped = (
+            reply is not None
+            and reply_is_fresh(request, now, self._reply_ttl)
+            and (request.not_before is None or request.not_before <= now)  # not meant to answer at once
+        )
+        if not grouped or reply is None:
+            return await self._store.add_delivery(delivery, batch)
+        received_at = reply.received_at
+        return await self._store.add_reply_delivery(
+            delivery,
+            batch,
+            reply_group_id(delivery["channel_id"], reply.token),
+            lambda: gather_until(self._clock(), received_at, self._reply_gather, self._reply_ttl),
+        )
+
     async def _planned_nothing(  # noqa: PLR0917 - private
         self, send_id: str, channel_id: str, request: SendMessages, partition: int, now: datetime, reason: str
     ) -> None:
@@ -159,7 +192,7 @@ class Planner:
         delivery = self._delivery(send_id, channel_id, request, partition, 0, [], SendMethod.PUSH, now)
         delivery.update(state=DeliveryState.PENDING.value, reason=reason, unsendable=reason)
         if await self._store.add_delivery(delivery, []) is None:
-            self._enqueue(delivery["_id"], delivery["category"], now)
+            self._enqueue(delivery["_id"], delivery["category"], now, None)
         await self._store.update_send(send_id, {"state": SendState.PLANNED, "batches": 1, "planned_at": now})
 
     def _delivery(  # noqa: PLR0917 - private; called from two places with the same shape

@@ -84,11 +84,13 @@ class SenderService:
             clock=clock,
             instance_id=settings.instance_id,
             on_outcome=self.metrics.outcome,
+            on_reply_left_out=self.metrics.reply_left_out,
         )
         self.planner = Planner(
             self.store,
             self.channels,
             reply_ttl=timedelta(seconds=settings.reply_token_ttl_s),
+            reply_gather=timedelta(milliseconds=settings.reply_gather_ms),
             max_recipients=settings.max_planned_recipients,
             enqueue=self.dispatcher.enqueue,
             clock=clock,

@@ -4,9 +4,12 @@ Channels come from ``TAGLINE_SENDER_CHANNELS`` (JSON) and/or ``TAGLINE_SENDER_CH
 same JSON, e.g. a Kubernetes secret; it wins for a channel in both)::
 
     {"1234567890": {"access_token": "…", "timezone": "Asia/Taipei", "plan": "high",
-                    "monthly_limit": null, "marketing_headroom_ratio": 0.05}}
+                    "monthly_limit": null, "marketing_headroom_ratio": 0.05, "reply_fallback": "drop"}}
 
 ``monthly_limit`` null (the default) means "ask LINE's quota endpoint"; a number overrides it.
+``reply_fallback`` is what a reply whose token went stale or was refused becomes: ``drop`` (the default: it
+fails with the reason, replies stay free) or ``push`` (billable; for channels whose replies must arrive, such
+as liveshop's confirmations of chat orders with their checkout link).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tagline_platform.errors import ConfigurationError
 from tagline_platform.settings import ServiceSettings
-from tagline_sender.domain.delivery import RetryPolicy
+from tagline_sender.domain.delivery import ReplyFallback, RetryPolicy
 from tagline_sender.domain.journeys import JourneyLimits
 from tagline_sender.domain.pricing import DEFAULT_PLANS, Plan, PlanName
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS, RateLimit
@@ -35,6 +38,7 @@ class ChannelConfig(BaseModel):
     plan: PlanName = PlanName.HIGH
     monthly_limit: int | None = Field(default=None, ge=0)
     marketing_headroom_ratio: float | None = Field(default=None, ge=0, le=1)
+    reply_fallback: ReplyFallback = ReplyFallback.DROP
 
     @field_validator("timezone")
     @classmethod
@@ -67,7 +71,18 @@ class SenderSettings(ServiceSettings):
     group_id: str = "tagline-sender"
     instance_id: str = Field(default="", description="Names this instance in leases; random when empty.")
     request_timeout_s: float = Field(default=10.0, gt=0)
-    reply_token_ttl_s: float = Field(default=25.0, gt=0, description="Reply tokens older than this use push.")
+    reply_token_ttl_s: float = Field(
+        default=25.0,
+        gt=0,
+        description="Reply tokens older than this are not tried (the channel's reply_fallback applies).",
+    )
+    reply_gather_ms: int = Field(
+        default=1_000,
+        ge=0,
+        le=10_000,
+        description="The replies to one event are gathered into one reply call until none has arrived for "
+        "this long.",
+    )
     concurrency: int = Field(default=32, ge=1, description="LINE calls in flight per instance.")
     poll_interval_s: float = Field(default=2.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0, description="A claimed delivery is reclaimed after this long.")

@@ -3,7 +3,9 @@
 Each follow becomes one ``transactional`` send request with the event's reply token and the idempotency key
 ``welcome:<webhookEventId>``: a redelivered follow event (LINE redelivery, a replayed batch) is sent once.
 The welcome is free only as a reply: the request expires with the reply token (``reply_ttl``), so the
-sender drops it rather than paying for a push, and follows older than that (a backlog) are not welcomed.
+sender drops it rather than paying for a push, and follows older than that (a backlog) are not welcomed. A
+token LINE refuses before then follows the channel's ``reply_fallback``: with ``drop`` (the default) a
+welcome is never paid for as a push.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -64,32 +63,6 @@ async def test_a_list_becomes_multicasts_of_at_most_500(
     sizes = sorted(r.recipient_count for r in line.emu.requests(endpoint="multicast") if r.accepted)
     assert sizes == [201, 500, 500]
     assert line.emu.duplicates(CHANNEL) == {}
-
-
-async def test_fresh_reply_token_is_used_and_a_stale_one_falls_back_to_push(
-    start_sender: Any, publish: Any, line: Any, eventually: Eventually
-) -> None:
-    fresh = line.emu.issue_reply_token(CHANNEL, "U1")
-    now = datetime.now(UTC)
-    async with start_sender():
-        await publish.send(
-            request("r-fresh", user("U1"), reply={"token": fresh, "received_at": now.isoformat()})
-        )
-        # a token LINE does not know (expired on its side) is refused with 400 → push instead
-        await publish.send(
-            request("r-bad", user("U2"), reply={"token": "nope", "received_at": now.isoformat()})
-        )
-        # a token older than the sender's TTL is not even tried
-        old = (now - timedelta(minutes=5)).isoformat()
-        await publish.send(request("r-old", user("U3"), reply={"token": "old", "received_at": old}))
-        await eventually(lambda: len(line.emu.deliveries(CHANNEL)) == 3, what="three deliveries")
-    assert line.emu.count("reply", status=200) == 1
-    assert line.emu.count("reply", status=400) == 1
-    assert sorted(r.recipients[0] for r in line.emu.requests(endpoint="push") if r.accepted) == [
-        "U2",
-        "U3",
-    ]
-    assert line.emu.usage(CHANNEL) == 2  # the reply was free
 
 
 async def test_a_push_whose_answer_was_lost_is_delivered_exactly_once(

@@ -10,9 +10,11 @@ from tagline_sender.domain.delivery import (
     Attempted,
     DeliveryState,
     QuotaAction,
+    ReplyFallback,
     RetryPolicy,
     classify,
     decide,
+    unusable_reply,
 )
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -20,9 +22,14 @@ POLICY = RetryPolicy()
 
 
 def attempt(
-    method: SendMethod = SendMethod.PUSH, n: int = 1, *, ambiguous: bool = False, age_h: float = 0
+    method: SendMethod = SendMethod.PUSH,
+    n: int = 1,
+    *,
+    ambiguous: bool = False,
+    age_h: float = 0,
+    fallback: ReplyFallback = ReplyFallback.PUSH,
 ) -> Attempted:
-    return Attempted(method, n, NOW - timedelta(hours=age_h), ambiguous)
+    return Attempted(method, n, NOW - timedelta(hours=age_h), ambiguous, fallback)
 
 
 def test_the_two_429s_are_told_apart_by_their_body() -> None:
@@ -109,11 +116,34 @@ def test_other_client_errors_fail_and_release() -> None:
     assert (d.state, d.quota, d.outcome) == (DeliveryState.FAILED, QuotaAction.RELEASE, SendOutcome.FAILED)
 
 
-def test_stale_reply_token_falls_back_to_push() -> None:
+def test_refused_reply_token_falls_back_to_push_where_the_channel_says_push() -> None:
     d = decide(
         attempt(SendMethod.REPLY), Answer(AnswerKind.INVALID_REPLY_TOKEN, 400), NOW, POLICY, random.Random(1)
     )
     assert (d.state, d.switch_to, d.next_attempt_at) == (DeliveryState.PENDING, SendMethod.PUSH, NOW)
+
+
+def test_refused_reply_token_is_dropped_where_the_channel_says_drop() -> None:
+    d = decide(
+        attempt(SendMethod.REPLY, fallback=ReplyFallback.DROP),
+        Answer(AnswerKind.INVALID_REPLY_TOKEN, 400),
+        NOW,
+        POLICY,
+        random.Random(1),
+    )
+    assert (d.state, d.outcome, d.switch_to, d.quota) == (
+        DeliveryState.FAILED,
+        SendOutcome.FAILED,
+        None,
+        QuotaAction.NONE,
+    )
+    assert d.reason is not None and "reply_fallback is drop" in d.reason
+
+
+@pytest.mark.parametrize("fallback", list(ReplyFallback))
+def test_a_stale_token_after_an_unanswered_reply_is_never_pushed(fallback: ReplyFallback) -> None:
+    d = unusable_reply(fallback, ambiguous_before=True, why="stale", now=NOW)
+    assert (d.state, d.outcome, d.switch_to) == (DeliveryState.SENT, SendOutcome.ACCEPTED, None)
 
 
 def test_reply_token_refused_after_an_unanswered_reply_is_not_pushed_again() -> None:

@@ -10,7 +10,7 @@ from tagline_contracts.sending import (
     UsersTarget,
     UserTarget,
 )
-from tagline_sender.domain.planning import batches, first_method
+from tagline_sender.domain.planning import batches, method_for_batch, reply_is_fresh
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 TTL = timedelta(seconds=25)
@@ -35,12 +35,12 @@ def test_batches_hold_at_most_500_in_order() -> None:
     assert [u for c in chunks for u in c] == ids
 
 
-def test_fresh_reply_token_is_used_first_stale_one_is_not() -> None:
+def test_a_reply_token_is_fresh_for_its_ttl() -> None:
     fresh = request(reply=ReplyContext(token="t", received_at=NOW - timedelta(seconds=5)))
     stale = request(reply=ReplyContext(token="t", received_at=NOW - timedelta(seconds=40)))
-    assert first_method(fresh, 1, NOW, TTL) is SendMethod.REPLY
-    assert first_method(stale, 1, NOW, TTL) is SendMethod.PUSH
-    assert first_method(request(target=UsersTarget(user_ids=["a", "b"])), 2, NOW, TTL) is SendMethod.MULTICAST
+    assert reply_is_fresh(fresh, NOW, TTL) and not reply_is_fresh(stale, NOW, TTL)
+    assert not reply_is_fresh(request(), NOW, TTL)
+    assert method_for_batch(["a"]) is SendMethod.PUSH and method_for_batch(["a", "b"]) is SendMethod.MULTICAST
 
 
 def test_a_request_holds_only_messages_line_accepts() -> None:

@@ -9,6 +9,11 @@
   and an outbox field ``pending_result``; every transition is one conditional update on the state and the
   claim token, so two instances can never both act on one delivery. ``recipients`` holds each delivery's
   user ids apart, so scans of ``deliveries`` stay small.
+* ``reply_groups``: one document per reply token in use (``_id`` = ``channel:hash(token)``, see
+  :mod:`tagline_sender.domain.replies`): its member deliveries in arrival order, when it is sent, and once
+  sealed (its reply call decided) which members it holds. Every read-check-write of a group (a member
+  joining, the dispatcher sealing it) runs under the group's :class:`DocumentLock`, and it is only ever read
+  by ``_id``.
 * ``quota``: the monthly ledger, one document per (channel, month); see :mod:`tagline_sender.domain.quota`.
   Every change of a ledger is a read-check-write under a per-ledger :class:`DocumentLock` (a unique
   insert), which is what keeps the limit with any number of instances: FerretDB, unlike MongoDB, does not
@@ -22,11 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -66,6 +72,7 @@ class SenderStore:
         self.deliveries = db["deliveries"]
         self.recipients = db["recipients"]
         self.quota = db["quota"]
+        self.reply_groups = db["reply_groups"]
         # Every ledger change happens under this lock: FerretDB does not apply conditional updates
         # atomically (see DocumentLock), and the quota must hold with any number of instances.
         self._lock = DocumentLock(db["locks"])
@@ -75,6 +82,12 @@ class SenderStore:
         await self.sends.create_index([("channel_id", ASCENDING), ("created_at", ASCENDING)])
         await self.deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self.deliveries.create_index([("send_id", ASCENDING), ("batch", ASCENDING)])
+        # GET /sends?state=<delivery state>, with and without a channel (newest first); the second one also
+        # serves the per-channel counts of deferred deliveries and their resumption.
+        await self.deliveries.create_index([("state", ASCENDING), ("created_at", DESCENDING)])
+        await self.deliveries.create_index(
+            [("channel_id", ASCENDING), ("state", ASCENDING), ("created_at", DESCENDING)]
+        )
 
     # ---- members projection ------------------------------------------------------------------------
     async def apply_member_changes(self, channel_id: str, changes: Sequence[MemberChanged]) -> int:
@@ -130,6 +143,11 @@ class SenderStore:
         full = {"$and": [{"channel_id": channel_id, "follow_state": FollowState.FOLLOWED.value}, query]}
         return await self.members.count_documents(full)
 
+    async def has_blocked(self, channel_id: str, user_id: str) -> bool:
+        """Whether this member has blocked the channel (one read by ``_id``)."""
+        doc = await self.members.find_one({"_id": f"{channel_id}:{user_id}"}, {"follow_state": 1})
+        return doc is not None and doc.get("follow_state") == FollowState.BLOCKED.value
+
     async def blocked_ids(self, channel_id: str) -> set[str]:
         """Every member of the channel who has blocked it (usually few; one query per planning)."""
         cursor = self.members.find(
@@ -153,6 +171,7 @@ class SenderStore:
         await self.sends.update_one({"_id": send_id}, {"$set": fields})
 
     async def list_sends(self, channel_id: str | None, state: str | None, limit: int) -> list[Doc]:
+        """The newest sends, optionally of one channel and in one state of their own (planning | planned)."""
         query: Doc = {}
         if channel_id:
             query["channel_id"] = channel_id
@@ -160,6 +179,37 @@ class SenderStore:
             query["state"] = state
         cursor = self.sends.find(query, {"request.messages": 0}).sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
+
+    async def sends_with_deliveries_in(
+        self, channel_id: str | None, state: DeliveryState, limit: int
+    ) -> list[Doc]:
+        """The newest sends with at least one delivery in ``state`` now (what ``GET /sends/{ch}/{key}`` sums).
+
+        Walks the deliveries in ``state`` newest first on the ``(channel_id,) state, created_at`` index, with
+        only ``send_id`` read, until ``limit`` different sends are found; then reads those sends by ``_id``.
+        A delivery's ``created_at`` is its planning's start, never before its send's, so the newest sends
+        come first. (The walk passes every delivery of a send in that state: a campaign's thousands of
+        ``sent`` multicasts are read as index entries, not as a scan of the collection.)
+        """
+        query: Doc = {"state": state.value}
+        if channel_id:
+            query["channel_id"] = channel_id
+        found: list[str] = []
+        seen: set[str] = set()
+        cursor = (
+            self.deliveries.find(query, {"send_id": 1, "_id": 0}).sort("created_at", -1).batch_size(1_000)
+        )
+        async for doc in cursor:
+            if doc["send_id"] not in seen:
+                seen.add(doc["send_id"])
+                found.append(doc["send_id"])
+                if len(found) == limit:
+                    break
+        await cursor.close()
+        sends = [await self.sends.find_one({"_id": send_id}, {"request.messages": 0}) for send_id in found]
+        listed = [send for send in sends if send is not None]
+        listed.sort(key=lambda send: send["created_at"], reverse=True)
+        return listed
 
     async def delivery_summary(self, send_id: str) -> dict[str, dict[str, int]]:
         """Per delivery state: how many deliveries and recipients.
@@ -196,12 +246,76 @@ class SenderStore:
     async def get_delivery(self, delivery_id: str) -> Doc | None:
         return await self.deliveries.find_one({"_id": delivery_id})
 
-    async def claim(self, delivery_id: str, now: datetime, lease_until: datetime, token: str) -> Doc | None:
-        """pending and due → sending, owned by ``token`` until ``lease_until``; ``None`` if not claimable."""
+    async def claim(
+        self, delivery_id: str, now: datetime, lease_until: datetime, token: str, *, due: bool = True
+    ) -> Doc | None:
+        """pending (and due, unless ``due`` is false) → sending, owned by ``token`` until ``lease_until``;
+        ``None`` if not claimable. (Members of a reply group are claimed with ``due=False`` by the member that
+        came due, under the group's lock.)"""
+        query: Doc = {"_id": delivery_id, "state": DeliveryState.PENDING.value}
+        if due:
+            query["next_attempt_at"] = {"$lte": now}
         return await self.deliveries.find_one_and_update(
-            {"_id": delivery_id, "state": DeliveryState.PENDING.value, "next_attempt_at": {"$lte": now}},
+            query,
             {"$set": {"state": DeliveryState.SENDING.value, "claim": token, "lease_until": lease_until}},
             return_document=ReturnDocument.AFTER,
+        )
+
+    # ---- reply groups ----------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def reply_lock(self, group_id: str) -> AsyncIterator[None]:
+        """The lock every read-check-write of one reply group runs under (FerretDB: see the module doc)."""
+        async with self._lock.hold(f"reply:{group_id}"):
+            yield
+
+    async def add_reply_delivery(
+        self, delivery: Doc, recipients: list[str], group_id: str, send_at: Callable[[], datetime]
+    ) -> Doc | None:
+        """Store a reply delivery as a member of its reply group, like :meth:`add_delivery`.
+
+        Under the group's lock: the group is created if this is its first request; while it is not sealed,
+        the delivery joins its members and the group is sent no earlier than ``send_at()`` (asked under the
+        lock: the window starts when the request joins, after its planning), and the delivery is due then.
+        A delivery of a sealed group is stored due now (the dispatcher fails it as late). The delivery is
+        inserted before it joins, so a group never names a delivery that does not exist; joining is
+        idempotent, so a planning resumed after a crash completes it.
+        """
+        async with self.reply_lock(group_id):
+            group = await self.reply_groups.find_one({"_id": group_id})
+            due = send_at()
+            if group is None:
+                group = {
+                    "_id": group_id,
+                    "channel_id": delivery["channel_id"],
+                    "partition": delivery["partition"],
+                    "members": [],
+                    "due_at": due,
+                    "sealed": False,
+                    "created_at": delivery["created_at"],
+                }
+                await self.reply_groups.insert_one(group)
+            delivery["reply_group"] = group_id
+            if group["sealed"]:
+                return await self.add_delivery(delivery, recipients)
+            due = max(due, group["due_at"])
+            delivery["next_attempt_at"] = max(delivery["next_attempt_at"], due)
+            existing = await self.add_delivery(delivery, recipients)
+            if delivery["_id"] not in group["members"] or due != group["due_at"]:
+                await self.reply_groups.update_one(
+                    {"_id": group_id}, {"$addToSet": {"members": delivery["_id"]}, "$set": {"due_at": due}}
+                )
+            return existing
+
+    async def get_reply_group(self, group_id: str) -> Doc | None:
+        return await self.reply_groups.find_one({"_id": group_id})
+
+    async def seal_reply_group(
+        self, group_id: str, included: list[str], left_out: list[str], at: datetime
+    ) -> None:
+        """The group's reply call is decided: these members are in it; no request joins it any more."""
+        await self.reply_groups.update_one(
+            {"_id": group_id},
+            {"$set": {"sealed": True, "included": included, "left_out": left_out, "sealed_at": at}},
         )
 
     async def transition(self, delivery_id: str, token: str, set_: Doc, unset: Iterable[str] = ()) -> bool:
@@ -226,7 +340,7 @@ class SenderStore:
             "partition": {"$in": list(partitions)},
             "next_attempt_at": {"$lte": until},
         }
-        projection = {"_id": 1, "category": 1, "next_attempt_at": 1}
+        projection = {"_id": 1, "category": 1, "next_attempt_at": 1, "reply_group": 1}
         cursor = self.deliveries.find(query, projection).sort("next_attempt_at", 1).limit(limit)
         return [doc async for doc in cursor]
 

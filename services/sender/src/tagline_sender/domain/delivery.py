@@ -12,6 +12,10 @@ States::
 :class:`Decision`: the next state, when to try again, what to do with the quota reservation, and what to
 report on ``send.results.v1``. The retry key is created with the delivery, before its first attempt, and
 reused on every retry, so LINE answers a repeat of an accepted push/multicast with 409 (= success).
+
+A reply whose token cannot be used (stale before the attempt, or refused by LINE) follows the channel's
+:class:`ReplyFallback` (:func:`unusable_reply`), except after an earlier reply attempt that got no answer:
+LINE most likely used the single-use token then, so it is never followed by a push.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ class DeliveryState(StrEnum):
 
 
 FINAL_STATES = frozenset({DeliveryState.SENT, DeliveryState.FAILED})
+
+
+class ReplyFallback(StrEnum):
+    """What a reply whose token went stale or was refused becomes (``reply_fallback`` of a channel)."""
+
+    DROP = "drop"  # not sent: a failed result that says why (a reply stays free)
+    PUSH = "push"  # sent as a push instead (billable, within the monthly quota)
 
 
 class AnswerKind(StrEnum):
@@ -101,6 +112,7 @@ class Attempted:
     attempts: int  # including the one just made
     first_attempt_at: datetime
     ambiguous_before: bool  # an earlier attempt got no definite answer (it may have been accepted)
+    reply_fallback: ReplyFallback  # the channel's rule for a refused reply token
 
 
 @dataclass(frozen=True)
@@ -139,21 +151,11 @@ def decide(  # noqa: PLR0911 - one return per kind of answer
                 reason="monthly limit reached",
             )
         case AnswerKind.INVALID_REPLY_TOKEN:
-            if attempt.ambiguous_before:
-                # An earlier reply attempt with this single-use token got no answer; LINE most likely used
-                # it then. Falling back to push could deliver twice, so count it as delivered.
-                return Decision(
-                    DeliveryState.SENT,
-                    QuotaAction.NONE,
-                    SendOutcome.ACCEPTED,
-                    reason="reply token consumed by an earlier attempt that got no answer",
-                )
-            return Decision(
-                DeliveryState.PENDING,
-                QuotaAction.NONE,
-                next_attempt_at=now,
-                switch_to=SendMethod.PUSH,
-                reason="reply token stale or rejected; falling back to push",
+            return unusable_reply(
+                attempt.reply_fallback,
+                ambiguous_before=attempt.ambiguous_before,
+                why="refused by LINE (invalid, expired or already used)",
+                now=now,
             )
         case AnswerKind.REJECTED:
             return Decision(
@@ -181,3 +183,34 @@ def decide(  # noqa: PLR0911 - one return per kind of answer
                 reason=answer.detail,
             )
     raise AssertionError(answer.kind)  # pragma: no cover - exhaustive match
+
+
+def unusable_reply(fallback: ReplyFallback, *, ambiguous_before: bool, why: str, now: datetime) -> Decision:
+    """A reply whose token cannot be used: ``why`` says how (stale before the attempt, or refused by LINE).
+
+    * An earlier reply attempt with this single-use token got no answer: LINE most likely used it then, and a
+      push could deliver the messages twice, so it counts as delivered (never followed by a push).
+    * Otherwise the channel's ``reply_fallback`` decides: ``push`` tries a push now (billable), ``drop`` fails
+      it with the reason (nothing is paid for).
+    """
+    if ambiguous_before:
+        return Decision(
+            DeliveryState.SENT,
+            QuotaAction.NONE,
+            SendOutcome.ACCEPTED,
+            reason="reply token consumed by an earlier attempt that got no answer",
+        )
+    if fallback is ReplyFallback.PUSH:
+        return Decision(
+            DeliveryState.PENDING,
+            QuotaAction.NONE,
+            next_attempt_at=now,
+            switch_to=SendMethod.PUSH,
+            reason=f"reply token {why}; falling back to push (the channel's reply_fallback is push)",
+        )
+    return Decision(
+        DeliveryState.FAILED,
+        QuotaAction.NONE,
+        SendOutcome.FAILED,
+        reason=f"reply token {why}; not sent as a push (the channel's reply_fallback is drop)",
+    )

@@ -1,6 +1,7 @@
 """How a send request becomes deliveries (LINE calls), pure.
 
-* A single user with a fresh reply token: one reply (free). Stale token: one push.
+* A single user with a reply token: one reply (free; joined with the other replies to the same event, and a
+  stale or refused token follows the channel's ``reply_fallback``: see :mod:`tagline_sender.domain.replies`).
 * A single user: one push. A list or a segment: multicasts of at most 500 recipients (a lone recipient left
   over becomes a push), recipients sorted and deduplicated so the batches are the same however often the
   request is planned. A crashed planning resumes after the last recipient of the last stored batch.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from tagline_contracts.sending import SendMessages, SendMethod, UserTarget
+from tagline_contracts.sending import SendMessages, SendMethod
 
 MULTICAST_MAX = 500
 
@@ -24,12 +25,6 @@ class InvalidRequest(ValueError):
 
 def reply_is_fresh(request: SendMessages, now: datetime, ttl: timedelta) -> bool:
     return request.reply is not None and now - request.reply.received_at < ttl
-
-
-def first_method(request: SendMessages, recipients: int, now: datetime, reply_ttl: timedelta) -> SendMethod:
-    if isinstance(request.target, UserTarget) and reply_is_fresh(request, now, reply_ttl):
-        return SendMethod.REPLY
-    return SendMethod.PUSH if recipients == 1 else SendMethod.MULTICAST
 
 
 def batches(sorted_unique_ids: Iterable[str], size: int = MULTICAST_MAX) -> Iterator[list[str]]:
