@@ -7,6 +7,7 @@ tests): ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URL``. Service-specific settin
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -55,3 +56,20 @@ class ServiceSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical name of a ``tagline_contracts.topics`` topic in this deployment's namespace."""
         return f"{self.topic_namespace}{name}"
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap-servers`` and ``--namespace``: the command-line tools' overrides of the environment."""
+    parser.add_argument("--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--namespace", help="topic name prefix (default: TAGLINE_TOPIC_NAMESPACE)")
+
+
+def settings_from_arguments(args: argparse.Namespace, settings: ServiceSettings | None) -> ServiceSettings:
+    """``settings`` (default: the environment's) with the options of :func:`add_kafka_arguments` applied."""
+    settings = settings or ServiceSettings()
+    overrides: dict[str, str] = {}
+    if args.bootstrap_servers:
+        overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
+    if args.namespace is not None:
+        overrides["topic_namespace"] = args.namespace
+    return settings.model_copy(update=overrides)

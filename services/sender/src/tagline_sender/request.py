@@ -38,7 +38,7 @@ from tagline_contracts.envelope import new_event_id
 from tagline_contracts.sending import SendMessages, SendRequested, send_request_key
 from tagline_platform.deadletters import reason
 from tagline_platform.kafka import Outgoing, create_producer
-from tagline_platform.settings import ServiceSettings
+from tagline_platform.settings import ServiceSettings, add_kafka_arguments, settings_from_arguments
 
 CLIENT_ID = "tagline-send-request"
 DEFAULT_SENDER_URL = "http://127.0.0.1:8081"
@@ -124,8 +124,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("file", help="the SendMessages JSON; - reads stdin")
     top.add_argument("--channel", required=True, help="the channel id to send from")
-    top.add_argument("--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS)")
-    top.add_argument("--namespace", help="topic name prefix (default: TAGLINE_TOPIC_NAMESPACE)")
+    add_kafka_arguments(top)
     top.add_argument(
         "--sender-url",
         default=DEFAULT_SENDER_URL,
@@ -145,13 +144,7 @@ async def run(
 ) -> int:
     """Run the command; returns the exit status. ``settings`` defaults to the environment's."""
     args = parser().parse_args(argv)
-    settings = settings or ServiceSettings()
-    overrides: dict[str, str] = {}
-    if args.bootstrap_servers:
-        overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
-    if args.namespace is not None:
-        overrides["topic_namespace"] = args.namespace
-    settings = settings.model_copy(update=overrides)
+    settings = settings_from_arguments(args, settings)
     stream = out or sys.stdout
 
     def say(text: str) -> None:

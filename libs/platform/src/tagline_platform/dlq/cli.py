@@ -44,7 +44,7 @@ from tagline_platform.dlq.records import (
     select,
 )
 from tagline_platform.errors import TaglineError
-from tagline_platform.settings import ServiceSettings
+from tagline_platform.settings import ServiceSettings, add_kafka_arguments, settings_from_arguments
 
 Say = Callable[[str], None]
 
@@ -53,8 +53,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m tagline_platform.dlq", description="List, inspect and replay Tagline's dead letters."
     )
-    top.add_argument("--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS)")
-    top.add_argument("--namespace", help="topic name prefix (default: TAGLINE_TOPIC_NAMESPACE)")
+    add_kafka_arguments(top)
     commands = top.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="count per dead-letter topic and the newest entries")
@@ -93,13 +92,7 @@ async def run(
 ) -> int:
     """Run one command; returns the exit status. ``settings`` defaults to the environment's."""
     args = parser().parse_args(argv)
-    settings = settings or ServiceSettings()
-    overrides: dict[str, str] = {}
-    if args.bootstrap_servers:
-        overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
-    if args.namespace is not None:
-        overrides["topic_namespace"] = args.namespace
-    settings = settings.model_copy(update=overrides)
+    settings = settings_from_arguments(args, settings)
     stream = out or sys.stdout
 
     def say(text: str) -> None:
