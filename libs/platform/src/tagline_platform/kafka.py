@@ -242,3 +242,21 @@ def batch_records(message: Any) -> tuple[Any, ...]:
     """The aiokafka records of a FastStream batch message (a one-record batch arrives unwrapped)."""
     raw = message.raw_message
     return raw if isinstance(raw, tuple) else (raw,)
+
+
+async def stop_producer(producer: AIOKafkaProducer, what: str, *, timeout_s: float | None = None) -> bool:
+    """Stop ``producer`` (it flushes what is pending) within ``timeout_s``; whether it finished in time.
+
+    With the broker gone the flush never ends; giving up on it alone would leave the producer's sender task
+    retrying in the background for the life of the process (a test process goes on to other tests). So on
+    timeout the sender is closed and the client disconnected: what was pending is dropped. Callers only give
+    up on records nobody was told were stored (ingest answered 503 for them; a journal entry or an outbox
+    publishes them again).
+    """
+    if await finish(what, producer.stop(), timeout_s=timeout_s):
+        return True
+    sender: Any = getattr(producer, "_sender", None)  # aiokafka has no public "abort"
+    if sender is not None:
+        await finish(f"{what}: abandon pending records", sender.close(), failure_level=logging.WARNING)
+    await finish(f"{what}: disconnect", producer.client.close(), failure_level=logging.WARNING)
+    return False

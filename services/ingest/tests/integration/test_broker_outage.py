@@ -69,3 +69,8 @@ async def test_hung_then_stopped_broker(
         kafka_to_break.stop()
         assert await post("U" + "4" * 32) == 503
         assert (await ingest.client.get("/readyz")).status_code == 503
+
+    # Stopped with the broker gone: the producer's pending records are dropped (they were answered 503), and
+    # nothing keeps retrying in the background of this process afterwards.
+    left = [t for t in asyncio.all_tasks() if "sender_routine" in repr(t.get_coro()) and not t.done()]
+    assert left == [], "the stopped producer's sender task is still running"

@@ -35,6 +35,7 @@ from tagline_platform.kafka import (
     create_producer,
     ensure_topics,
     publish_all,
+    stop_producer,
     wait_for_coordinators,
 )
 from tagline_platform.mongo import create_mongo_client
@@ -188,7 +189,7 @@ class LiveshopService:
             ),
         ]
         if self._producer is not None:  # flushes what is in flight
-            finished.append(await finish("kafka producer stop", self._producer.stop()))
+            finished.append(await stop_producer(self._producer, "kafka producer stop"))
         finished.append(await finish("POINTS client close", self.gateway.close()))
         finished.append(await finish("mongo client close", self.mongo.close()))
         log_stopped(log, finished)

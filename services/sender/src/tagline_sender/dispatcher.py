@@ -50,6 +50,7 @@ from typing import Any
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
 from tagline_platform.errors import InfrastructureUnavailable
+from tagline_platform.mongo import LockTimeout
 from tagline_platform.tasks import cancel_all, utc_now
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import (
@@ -71,6 +72,9 @@ from tagline_sender.quota import Hold, QuotaKeeper
 from tagline_sender.settings import ChannelConfig
 
 log = logging.getLogger("tagline.sender.dispatcher")
+
+PUT_BACK_S = 2.0
+"""How long a call that met a busy quota ledger lock waits before it is tried again (jittered)."""
 
 Clock = Callable[[], datetime]
 ResultPublisher = Callable[[str, str, SendResult], Awaitable[None]]  # (channel, event_id, result)
@@ -268,6 +272,13 @@ class Dispatcher:
                 await self.process(delivery_id, reply_group)
             except asyncio.CancelledError:
                 raise
+            except (
+                LockTimeout
+            ) as exc:  # settling a busy ledger: the lease runs out, the retry key answers 409
+                log.warning(
+                    "delivery attempt not recorded; its lease hands it out again",
+                    extra={"delivery_id": delivery_id, "error": str(exc)},
+                )
             except Exception:  # the lease expires and the poller hands the delivery out again
                 log.exception("delivery attempt failed", extra={"delivery_id": delivery_id})
             finally:
@@ -426,7 +437,14 @@ class Dispatcher:
                 return
             method = decision.switch_to
         if method is not SendMethod.REPLY and hold is None:
-            prepared = await self._reserve(call, method, recipients, now)
+            try:
+                prepared = await self._reserve(call, method, recipients, now)
+            except LockTimeout:
+                # The quota ledger's lock stayed busy (many calls of one channel at once): nothing was sent
+                # and nothing is held, so the call goes back to pending at once instead of waiting out its
+                # lease (which would also mark it ambiguous).
+                await self._put_back(call, now)
+                return
             if prepared is None:
                 return
             method, recipients, hold = prepared
@@ -442,6 +460,18 @@ class Dispatcher:
             None if method is SendMethod.REPLY else call.retry_key,
         )
         await self._record(call, method, recipients, hold, answer, first_attempt_at)
+
+    async def _put_back(self, call: Call, now: datetime) -> None:
+        """Hand a claimed call back before any LINE call: pending again after a short jittered pause."""
+        due = now + timedelta(seconds=PUT_BACK_S * (0.5 + self._rng.random()))
+        for doc in call.docs:
+            fields = {"state": DeliveryState.PENDING.value, "next_attempt_at": due}
+            # the poller queues it again when it is due (this worker still holds it in flight)
+            await self._store.transition(doc["_id"], call.token, fields, ("claim", "lease_until"))
+        log.warning(
+            "quota ledger busy; the delivery is tried again shortly",
+            extra={"delivery_id": call.lead["_id"], "channel_id": call.lead["channel_id"]},
+        )
 
     async def _reserve(
         self, call: Call, method: SendMethod, recipients: list[str], now: datetime

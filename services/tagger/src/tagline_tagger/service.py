@@ -30,6 +30,7 @@ from tagline_platform.kafka import (
     create_producer,
     ensure_topics,
     publish_all,
+    stop_producer,
     wait_for_coordinators,
 )
 from tagline_platform.mongo import create_mongo_client
@@ -243,7 +244,7 @@ class TaggerService:
             ),
         ]
         if self._producer is not None:  # flushes what is in flight
-            finished.append(await finish("kafka producer stop", self._producer.stop()))
+            finished.append(await stop_producer(self._producer, "kafka producer stop"))
         finished.append(await finish("mongo client close", self.mongo.close()))
         log_stopped(log, finished)
 

@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaProducer
 from tagline_ingest.domain.errors import EventTooLarge
 from tagline_ingest.domain.normalize import OutgoingRecord
 from tagline_platform.errors import InfrastructureUnavailable
-from tagline_platform.kafka import ensure_topics
-from tagline_platform.tasks import cancel_all, finish
+from tagline_platform.kafka import ensure_topics, stop_producer
+from tagline_platform.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class KafkaEventPublisher:
         if producer is not None:
             # Stopping flushes what is still pending; with the broker gone that waits forever. Whatever is
             # pending was answered 503 (never 200), so LINE redelivers it: giving up here loses nothing.
-            stopped &= await finish(
+            stopped &= await stop_producer(
+                producer,
                 "kafka producer stop (unacknowledged events, answered 503, are dropped)",
-                producer.stop(),
                 timeout_s=self._stop_timeout_s,
             )
         return stopped

@@ -75,7 +75,8 @@ class SenderStore:
         self.reply_groups = db["reply_groups"]
         # Every ledger change happens under this lock: FerretDB does not apply conditional updates
         # atomically (see DocumentLock), and the quota must hold with any number of instances.
-        self._lock = DocumentLock(db["locks"])
+        # 30 s, not the default 10: every call of a channel reserves and settles under its ledger's lock
+        self._lock = DocumentLock(db["locks"], timeout_s=30.0)
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("channel_id", ASCENDING), ("follow_state", ASCENDING)])
