@@ -328,9 +328,9 @@ async def test_a_busy_quota_ledger_puts_the_call_back_at_once_not_after_its_leas
             if busy[0]:
                 busy[0] -= 1
                 raise LockTimeout("lock 'quota:…' still held after 30.0s")
-            return await reserve(*args, **kwargs)
+            return bool(await reserve(*args, **kwargs))
 
-        store.reserve = contended  # type: ignore[method-assign]
+        store.reserve = contended
         await publish.send(request("busy-1", user("U1")))
         await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, timeout_s=20, what="the push")
         [delivery] = await store.deliveries.find({"key": "busy-1"}).to_list()
