@@ -333,6 +333,12 @@ async def test_a_busy_quota_ledger_puts_the_call_back_at_once_not_after_its_leas
         store.reserve = contended
         await publish.send(request("busy-1", user("U1")))
         await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, timeout_s=20, what="the push")
+
+        async def settled() -> bool:  # LINE has it; the sender records "sent" just after
+            found = await store.deliveries.find_one({"key": "busy-1"})
+            return bool(found and found["state"] != DeliveryState.SENDING.value)
+
+        await eventually(settled, what="the delivery settled")
         [delivery] = await store.deliveries.find({"key": "busy-1"}).to_list()
         quota = (await sender.client.get(f"/channels/{CHANNEL}/quota")).json()
     assert busy == [0] and not delivery.get("ambiguous")
