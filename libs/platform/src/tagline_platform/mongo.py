@@ -6,8 +6,9 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,6 +36,24 @@ def create_mongo_client(
         connectTimeoutMS=timeout_ms,
         **overrides,
     )
+
+
+@dataclass(frozen=True)
+class HotQuery:
+    """One query shape a service runs on a hot path (per event, per delivery, per API call on one record).
+
+    Each store lists its hot queries in one module-level tuple ``HOT_QUERIES``, next to the code that runs
+    them; the storage conformance suite (``tests/storage``) creates the store's indexes, runs ``explain`` on
+    every declared shape and fails when the server would answer it with a full scan (FerretDB:
+    ``filterPushdown`` false; MongoDB: no ``IXSCAN``/``IDHACK``). So a new full scan on a hot path fails CI.
+
+    ``filter`` is an example with realistic values of the right types (the shape is what matters); updates,
+    deletes and ``find_one_and_update`` are declared by the filter they select with.
+    """
+
+    collection: str
+    filter: Mapping[str, Any]
+    purpose: str
 
 
 BULK_CHUNK = 10
