@@ -72,3 +72,16 @@ def test_messages_and_attributes_are_checked(odd: Any) -> None:
         )
     with pytest.raises(ValidationError):
         MemberUpdated.model_validate({"user_id": "U1", "attributes": {"level": odd}})
+
+
+def test_a_string_holding_nul_cannot_be_stored() -> None:
+    """PostgreSQL's jsonb (the embedded store) refuses NUL: a record holding one would fail every write."""
+    with pytest.raises(ValueError, match=r"body\.a\[1\] holds a NUL"):
+        check_storable({"a": ["ok", "x\0y"]}, "body")
+
+
+def test_a_contract_with_nul_in_any_string_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match=r"user_id: holds a NUL"):
+        MemberUpdated.model_validate({"user_id": "U\0", "tags_add": [{"name": "vip"}]})
+    with pytest.raises(ValidationError, match=r"'city' holds a NUL"):
+        MemberUpdated.model_validate({"user_id": "U1", "attributes": {"city": "Tai\0pei"}})

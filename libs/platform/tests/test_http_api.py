@@ -94,3 +94,41 @@ async def test_nan_and_infinities_are_answered_as_strings_not_500() -> None:
 def test_finite_leaves_everything_else_alone() -> None:
     value = {"a": [1, 2.5, None, "x", True, (math.nan,)], "b": {"c": -math.inf}}
     assert finite(value) == {"a": [1, 2.5, None, "x", True, ["nan"]], "b": {"c": "-inf"}}
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.request(method, url, **kwargs)
+
+
+async def test_a_nul_in_a_body_field_is_a_422_naming_the_field() -> None:
+    """The store (PostgreSQL's jsonb) cannot hold NUL: it was a 500 from the database, now refused first."""
+    answer = await _call("POST", "/echo", content=b'{"messages": [{"text": "a\\u0000b"}]}', headers=JSON)
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["body", "messages", 0, "text"] and "NUL" in error["msg"]
+
+
+async def test_a_nul_in_a_key_a_query_parameter_or_the_path_is_a_422() -> None:
+    key = await _call("POST", "/echo", content=b'{"a\\u0000": 1}', headers=JSON)
+    query = await _call("GET", "/things/x", params={"channel_id": "1\x00"})
+    path = await _call("GET", "/things/a%00b")
+    assert [key.status_code, query.status_code, path.status_code] == [422, 422, 422]
+    assert key.json()["detail"][0]["loc"] == ["body", "a\\u0000"]
+    assert query.json()["detail"][0]["loc"] == ["query", "channel_id"]
+    assert path.json()["detail"][0]["loc"] == ["path"]
+
+
+async def test_bodies_without_nul_reach_the_route_unchanged() -> None:
+    escaped = await _call(
+        "POST", "/echo", content=b'{"text": "a\\\\u0000 is how JSON spells NUL"}', headers=JSON
+    )
+    plain = await _call("POST", "/things", json={"name": "tea"})
+    assert escaped.status_code == 200 and escaped.json() == {
+        "value": {"text": "a\\u0000 is how JSON spells NUL"}
+    }
+    assert plain.status_code == 201 and plain.json() == {"name": "tea"}

@@ -15,14 +15,68 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
+
+NUL = "\0"
+"""The one character no Tagline string may hold: PostgreSQL's jsonb (under the embedded FerretDB) cannot store
+it, so a record holding one would fail every write and retry forever. Refused where it enters: HTTP APIs
+(``tagline_platform.http_api``: a 422 naming the field), Kafka contracts (:class:`Contract`: a dead letter
+with the reason), stored JSON (:func:`check_storable`); stripped from LINE's webhooks by ingest (LINE's
+events are facts to keep, not requests to refuse)."""
+
+
+def find_nul(value: Any, where: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """The location of the first string or key in ``value`` (parsed JSON, models included) holding a NUL."""
+    if isinstance(value, str):
+        return where if NUL in value else None
+    if isinstance(value, BaseModel):
+        value = {**value.__dict__, **(value.__pydantic_extra__ or {})}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and NUL in key:
+                return (*where, key.replace(NUL, "\\u0000"))  # shown, not sent back raw
+            found = find_nul(item, (*where, key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            found = find_nul(item, (*where, index))
+            if found is not None:
+                return found
+    return None
+
+
+def strip_nul(value: Any) -> Any:
+    """``value`` (parsed JSON) with every NUL removed from its strings and keys."""
+    if isinstance(value, str):
+        return value.replace(NUL, "")
+    if isinstance(value, dict):
+        return {strip_nul(key): strip_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(item) for item in value]
+    return value
+
+
+def nul_message(where: tuple[str | int, ...]) -> str:
+    field = ".".join(str(part) for part in where) or "(value)"
+    return f"{field}: holds a NUL character (\\u0000), which cannot be stored"
 
 
 class Contract(BaseModel):
-    """A Tagline message: frozen, snake_case, strict about unknown fields."""
+    """A Tagline message: frozen, snake_case, strict about unknown fields, no NUL in any string."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Contract:
+        # Nested contracts have checked themselves already; this walks plain values (strings, lists, dicts).
+        for name, value in self.__dict__.items():
+            if not isinstance(value, Contract):
+                found = find_nul(value, (name,))
+                if found is not None:
+                    raise ValueError(nul_message(found))
+        return self
 
 
 class LineModel(BaseModel):
@@ -51,12 +105,15 @@ def check_storable(value: Any, where: str, depth: int = 0) -> None:
     """Raise ``ValueError`` unless ``value`` (parsed JSON) can be stored in MongoDB and written back as JSON.
 
     NaN and infinities (``1e999`` parses as one), integers past 64 bits, keys starting with ``$`` or holding
-    ``.`` or NUL, and nesting deeper than :data:`MAX_JSON_DEPTH` are refused: storing them was a 500.
+    ``.`` or NUL, strings holding NUL (:data:`NUL`), and nesting deeper than :data:`MAX_JSON_DEPTH` are
+    refused: storing them was a 500.
     """
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"{where} is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} is not a finite number")
+    if isinstance(value, str) and NUL in value:
+        raise ValueError(f"{where} holds a NUL character (\\u0000), which cannot be stored")
     # Compared, not `in range(...)`: that walks the range for an int subclass (bson's Int64, read back).
     if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(f"{where} is an integer beyond 64 bits")

@@ -8,6 +8,8 @@
   that JSON cannot carry back, so a 422 echoing such an input (or an error detail holding one) was a 500.
   The error handlers answer with :class:`FiniteJSONResponse`, which writes them as strings (``"inf"``,
   ``"-inf"``, ``"nan"``). (FastAPI already writes them as ``null`` in what routes return.)
+* NUL characters: the store (PostgreSQL's jsonb under FerretDB) cannot hold ``\\u0000``; :class:`RefuseNul`
+  answers 422 naming the path, query parameter or body field that holds one, before any route runs.
 
 Call ``setup_errors(api)`` once the routes are registered.
 """
@@ -18,6 +20,7 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -26,6 +29,9 @@ from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tagline_contracts.base import NUL, find_nul
 
 __all__ = [
     "CONFLICT",
@@ -33,6 +39,7 @@ __all__ = [
     "UNAVAILABLE",
     "ErrorBody",
     "FiniteJSONResponse",
+    "RefuseNul",
     "add_error_responses",
     "finite",
     "setup_errors",
@@ -119,8 +126,80 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return FiniteJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+class RefuseNul:
+    """ASGI middleware: a request whose path, query or JSON body holds a NUL character is answered 422.
+
+    The body is read only to look for the JSON escape ``\\u0000`` (a raw NUL byte is invalid JSON, which the
+    route refuses anyway); only when it is there is the body parsed to name the field. The body is then
+    handed on unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_target(scope)
+        messages: list[Message] = []
+        if where is None and scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
+            body = b""
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+            if b"\\u0000" in body and _is_json(scope):
+                try:
+                    found = find_nul(json.loads(body))
+                except ValueError:
+                    found = None  # not JSON after all: the route answers that
+                where = None if found is None else ("body", *found)
+        if where is not None:
+            detail = [
+                {
+                    "type": "string_nul",
+                    "loc": list(where),
+                    "msg": "holds a NUL character (\\u0000), which cannot be stored",
+                    "input": None,
+                }
+            ]
+            await FiniteJSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+            return
+        replay = iter(messages)
+
+        async def receive_again() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, receive_again if messages else receive, send)
+
+
+def _nul_in_target(scope: Scope) -> tuple[str | int, ...] | None:
+    if NUL in scope.get("path", ""):
+        return ("path",)
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "%00" in query or NUL in query:
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return ("query", name.replace(NUL, ""))
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return True  # FastAPI reads a body without a content type as JSON too
+
+
 def setup_errors(api: FastAPI) -> None:
-    """Document the error answers in ``api``'s OpenAPI and answer errors with :class:`FiniteJSONResponse`."""
+    """Document the error answers in ``api``'s OpenAPI, answer errors with :class:`FiniteJSONResponse` and
+    refuse NUL characters (:class:`RefuseNul`)."""
+    api.add_middleware(RefuseNul)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(HTTPException, _http_error)
     api.openapi = with_error_responses(api.openapi)  # type: ignore[method-assign]

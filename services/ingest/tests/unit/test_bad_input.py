@@ -86,3 +86,13 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(
             await _read(declared, b"{}", 1000)
     else:
         assert await _read(declared, b"{}", 1000) == b"{}"
+
+
+def test_nul_characters_in_a_webhook_are_removed_not_published() -> None:
+    """No store can hold NUL (PostgreSQL's jsonb); LINE's events are kept, the NUL dropped."""
+    builder = WebhookBuilder("s")
+    body = builder.body([builder.text("U1", "+1\x00 please")])
+    assert b"\\u0000" in body
+    (record,) = _records(body)
+    assert b"\\u0000" not in record.value
+    assert LineEventReceived.model_validate_json(record.value).payload.message.text == "+1 please"  # type: ignore[union-attr]

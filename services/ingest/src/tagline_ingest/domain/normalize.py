@@ -8,6 +8,7 @@ are kept as ``UnknownEvent`` (their raw JSON), never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import ValidationError
 
+from tagline_contracts.base import strip_nul
 from tagline_contracts.envelope import LINE_EVENT_SCHEMA, line_event_key
 from tagline_contracts.webhook import CallbackRequest, UnknownEvent, WebhookEvent
 from tagline_ingest.domain.errors import BadWebhook
@@ -33,7 +35,15 @@ class OutgoingRecord:
 
 
 def parse_body(body: bytes) -> CallbackRequest:
-    """Validate a webhook body; :class:`BadWebhook` says clearly what is wrong."""
+    """Validate a webhook body; :class:`BadWebhook` says clearly what is wrong.
+
+    NUL characters (the JSON escape ``\\u0000``) are removed from every string first: no Tagline store can
+    hold one (:data:`tagline_contracts.base.NUL`), and LINE's events are facts to keep, not requests to deny.
+    The signature was checked on the bytes as LINE sent them.
+    """
+    if b"\\u0000" in body:  # rare: a byte search on the hot path, the parse only when needed
+        with contextlib.suppress(orjson.JSONDecodeError):  # the validation below says what is wrong then
+            body = orjson.dumps(strip_nul(orjson.loads(body)))
     try:
         return CallbackRequest.model_validate_json(body)
     except ValidationError as exc:
