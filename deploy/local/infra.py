@@ -1282,9 +1282,9 @@ FERRETDB_PATCHES: tuple[SourcePatch, ...] = (
     # `_WRITE_LOCKS_GO` around each statement, from its query to its write, every one is exact.
     # A statement whose filter names one string or ObjectId _id locks that document only (under the read
     # side of its collection's lock); any other statement, and every multi-document one, locks the
-    # collection. Measured (update_one by _id, 100,000 documents, a busy 2-core machine, runs interleaved):
-    # 16 concurrent 580-1,230 ops/s with the document lock, 186-290 with a collection lock for every
-    # statement; sequential 175-360 either way.
+    # collection. Measured (update_one by _id, 100,000 documents, 2 cores, runs interleaved): 16 concurrent
+    # 1,620-1,650 ops/s with the document lock, 980-1,070 with a collection lock for every statement (on a
+    # loaded machine 580-1,230 against 186-290); sequential 725-830 either way. Both exact.
     # A single-document statement reads its match and closes its query (releasing the pool connection)
     # before it writes: upstream a statement holds its query's connection while it waits for a second one to
     # write, so 50 concurrent updates of different documents (the pool's size) took every connection and

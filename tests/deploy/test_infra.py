@@ -187,6 +187,33 @@ def test_a_socket_path_too_long_for_unix_sockets_means_tcp_only() -> None:
     assert infra.postgres_socket_dir(Path("/" + "d" * 100), 15432) is None
 
 
+def test_a_missing_postgresql_server_names_the_package_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(infra, "POSTGRES_DEBIAN_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pg_config, no initdb
+    with pytest.raises(infra.InfraError, match=r"apt-get install -y postgresql"):
+        infra.find_postgres_bindir()
+    (tmp_path / "16" / "bin").mkdir(parents=True)
+    for tool in ("postgres", "initdb", "psql"):
+        (tmp_path / "16" / "bin" / tool).touch()
+    assert infra.find_postgres_bindir() == tmp_path / "16" / "bin"
+
+
+def test_a_state_dir_the_postgres_account_cannot_enter_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """As root, PostgreSQL runs as `postgres`, which cannot enter e.g. pytest's private temporary dirs."""
+    try:
+        account = infra.pwd.getpwnam(infra.POSTGRES_OS_USER)
+    except KeyError:
+        pytest.skip("no postgres account")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    if private.stat().st_uid == account.pw_uid:
+        pytest.skip("running as the postgres account")
+    with pytest.raises(infra.InfraError, match=rf"cannot enter {private} \(mode 0700\)"):
+        infra.check_reachable(private / "state", infra.POSTGRES_OS_USER)
+
+
 def test_postgres_wire_messages() -> None:
     startup = infra.encode_pg_startup("postgres", "postgres")
     assert struct.unpack(">ii", startup[:8]) == (len(startup), 196608)
