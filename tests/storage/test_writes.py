@@ -28,6 +28,9 @@ T = TypeVar("T")
 ROUNDS = 3
 """Each race runs this many times, on a fresh document each time."""
 
+RACE_LIMIT_S = 20.0
+"""Every operation of a race must complete within this (all take well under a second where it works)."""
+
 BULK = 1_000
 """Statements in one ``bulk_write``."""
 
@@ -57,7 +60,12 @@ async def race(
     tasks = [asyncio.create_task(one(i)) for i in range(n)]
     await asyncio.sleep(0)  # every task waits on the event
     start.set()
-    return await asyncio.gather(*tasks)
+    try:
+        async with asyncio.timeout(RACE_LIMIT_S):
+            return await asyncio.gather(*tasks)
+    except TimeoutError:
+        done = sum(task.done() and not task.cancelled() for task in tasks)
+        pytest.fail(f"{n} concurrent operations on {collection}: {done} completed within {RACE_LIMIT_S:g} s")
 
 
 async def stored(db: AsyncDatabase[Doc], collection: str, key: str) -> Doc:
