@@ -7,6 +7,12 @@ instances at once is answered with the first grant instead of a second one (the 
 emulator keeps it). Ledger states: ``pending`` → ``granted`` (the call succeeded) → ``done`` (the buyer was
 notified and ``PointsGranted`` published); ``failed`` when the gateway refuses the grant for good (4xx), with
 the reason, for an operator; ``nothing_to_grant`` for zero points.
+
+Granters in several instances share the ledger: each attempt (a grant call, an announcement) starts with a
+claim of the entry (``LiveshopStore.claim_grant``, a compare-and-set that moves its next attempt past the
+call's time-out), so one granter makes it, and every state change is conditional on the state it leaves. A
+granter that dies mid-attempt leaves the entry to be taken again once the claim runs out; the gateway's
+idempotency key makes that second call harmless.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from tagline_platform.kafka import Outgoing
 log = logging.getLogger("tagline.liveshop.points")
 
 MAX_BACKOFF_S = 60.0
+CLAIM_MARGIN_S = 30.0
+"""A claim lasts the gateway's time-out and this much more (the ledger updates and the announcement)."""
 
 
 class GrantOutcome(StrEnum):
@@ -111,8 +119,10 @@ class Granter:
         clock: Callable[[], datetime],
         batch: int = 100,
         concurrency: int = 16,
+        claim_s: float = 60.0,
     ) -> None:
         self._store = store
+        self._claim = timedelta(seconds=claim_s)
         self._concurrency = concurrency
         self._gateway = gateway
         self._publish_all = publish_all
@@ -130,13 +140,13 @@ class Granter:
         async def one(entry: dict[str, Any]) -> int:
             # entries are independent (one per order, idempotency key per order): several at a time
             async with slots:
+                if not await self._store.claim_grant(entry, now + self._claim):
+                    return 0  # another granter has it
                 if entry["state"] == "pending":
                     return await self._grant(entry, now)
-                if entry["state"] == "granted":
-                    return await self._announce(entry, now)
-                return 0
+                return await self._announce(entry, now)
 
-        entries = await self._store.pending_grants(now, self._batch)
+        entries = await self._store.due_grants(now, self._batch)
         results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -153,24 +163,27 @@ class Granter:
         )
         attempts = int(entry.get("attempts", 0)) + 1
         if answer.outcome is GrantOutcome.GRANTED:
-            await self._store.mark_ledger(
+            moved = await self._store.mark_ledger(
                 entry["_id"],
                 {
                     "state": "granted",
                     "grant_id": answer.grant_id,
                     "granted_at": now,
                     "last_error": None,
-                    "next_attempt_at": None,
+                    "next_attempt_at": now + self._claim,  # still this granter's: it announces right away
                 },
+                state="pending",
                 attempts=1,
             )
+            if not moved:  # another granter took it after this claim ran out, and got there first
+                return 0
             self.granted += 1
             entry = {**entry, "state": "granted", "granted_at": now}
             return 1 + await self._announce(entry, now)
         if answer.outcome is GrantOutcome.REFUSED:
             log.error("points grant refused", extra={"order_id": entry["_id"], "error": answer.detail})
             await self._store.mark_ledger(
-                entry["_id"], {"state": "failed", "last_error": answer.detail}, attempts=1
+                entry["_id"], {"state": "failed", "last_error": answer.detail}, state="pending", attempts=1
             )
             return 1
         self.retries += 1
@@ -178,6 +191,7 @@ class Granter:
         await self._store.mark_ledger(
             entry["_id"],
             {"last_error": answer.detail, "next_attempt_at": now + timedelta(seconds=backoff_s(attempts))},
+            state="pending",
             attempts=1,
         )
         return 0
@@ -220,7 +234,7 @@ class Granter:
                 ),
             ]
         )
-        await self._store.mark_ledger(entry["_id"], {"state": "done", "announced_at": now})
+        await self._store.mark_ledger(entry["_id"], {"state": "done", "announced_at": now}, state="granted")
         return 1
 
     async def run_forever(self, interval_s: float) -> None:

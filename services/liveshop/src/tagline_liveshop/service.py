@@ -22,7 +22,7 @@ from tagline_liveshop.domain.model import SessionStatus
 from tagline_liveshop.domain.session import Changes, LiveSession
 from tagline_liveshop.metrics import LiveshopMetrics
 from tagline_liveshop.pipeline import CONSUMED, LiveIndex, Pipeline
-from tagline_liveshop.points import Granter, PointsGateway
+from tagline_liveshop.points import CLAIM_MARGIN_S, Granter, PointsGateway
 from tagline_liveshop.settings import LiveshopSettings
 from tagline_liveshop.writer import SessionWriter
 from tagline_platform.consumers import ConsumerLag, ConsumerMetrics
@@ -73,7 +73,12 @@ class LiveshopService:
             settings.points_url, token=settings.points_token, timeout_s=settings.points_timeout_s
         )
         self.granter = Granter(
-            self.store, self.gateway, self.publish_all, topic_of=settings.topic, clock=clock
+            self.store,
+            self.gateway,
+            self.publish_all,
+            topic_of=settings.topic,
+            clock=clock,
+            claim_s=settings.points_timeout_s + CLAIM_MARGIN_S,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._register()

@@ -3,6 +3,7 @@ instances granting at the same time all end with one grant."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tagline_contracts import topics
@@ -96,3 +97,49 @@ async def test_cancelled_and_returned_orders_earn_nothing(
         assert refused.status_code == 409 and "returned" in refused.json()["detail"]
         assert await shop.call("GET", f"/ledger?order_id={order_id}") == []
         assert line.emu.points_grants(CHANNEL) == []
+
+
+async def test_two_granters_polling_at_once_call_the_gateway_and_announce_once_per_order(
+    start_liveshop: Any, inputs: Any, line: Any, liveshop_topics: None
+) -> None:
+    """Each attempt starts with a claim of the entry (a compare-and-set): of two granters that read the same
+    pending entries at the same moment, one calls the gateway for each order (the idempotency key is the
+    safety net, not the mechanism) and one announces it."""
+    buyers = [f"G{i}" for i in range(8)]
+    async with start_liveshop(jobs=False) as first, start_liveshop(jobs=False) as second:
+        session = await first.create_session(
+            products=[{"code": "A01", "name": "包", "price": 1_000, "stock": len(buyers)}],
+            featured="A01",
+            points_rate=0.01,
+        )
+        sid = session["session_id"]
+        await first.call("POST", f"/sessions/{sid}/start")
+        await inputs.comments(sid, *((f"{user}-c", user, "+1") for user in buyers))
+
+        async def placed() -> bool:
+            orders = (await first.call("GET", f"/sessions/{sid}/orders"))["orders"]
+            return len(orders) == len(buyers)
+
+        await eventually(placed, what="every order placed", timeout_s=30)
+        order_ids = [o["_id"] for o in (await first.call("GET", f"/sessions/{sid}/orders"))["orders"]]
+        for order_id in order_ids:
+            for state in ("paid", "shipped", "delivered", "archived"):
+                await first.call("POST", f"/orders/{order_id}/status", {"status": state})
+        entries = await first.call("GET", f"/ledger?session_id={sid}")
+        assert [e["state"] for e in entries] == ["pending"] * len(buyers)
+
+        await asyncio.gather(first.service.granter.run_once(), second.service.granter.run_once())
+
+        entries = await first.call("GET", f"/ledger?session_id={sid}")
+        assert [e["state"] for e in entries] == ["done"] * len(buyers)
+        assert [e["attempts"] for e in entries] == [1] * len(buyers)
+        assert line.emu.count("points", CHANNEL) == len(buyers)  # one call per order, none repeated
+        events = await inputs.read(topics.SHOP_ORDERS, 1, settle_s=1.0)
+        granted = [e["payload"]["order_id"] for e in events if e["payload"]["kind"] == "points_granted"]
+        assert sorted(granted) == sorted(order_ids)  # announced once each
+        notices = [
+            r["payload"]["idempotency_key"]
+            for r in await inputs.read(topics.SEND_REQUESTS, 1, settle_s=0.5)
+            if r["payload"]["idempotency_key"].startswith("liveshop:points:")
+        ]
+        assert sorted(notices) == sorted(f"liveshop:points:{o}" for o in order_ids)

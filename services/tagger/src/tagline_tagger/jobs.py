@@ -9,11 +9,12 @@ keyed by the member, so the pipeline instance owning the member applies it (the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,10 +28,9 @@ from tagline_contracts.attributes import (
     TagGrant,
 )
 from tagline_contracts.members import FollowState
-from tagline_contracts.segments import FollowCondition, to_mongo_query
 from tagline_contracts.sending import SendOutcome, SendResulted
 from tagline_platform.kafka import Outgoing
-from tagline_tagger.adapters.mongo import TaggerStore
+from tagline_tagger.adapters.mongo import EXPIRY_BUCKET_FORMAT, TaggerStore, expiry_bucket
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.member import member_key
 from tagline_tagger.domain.rfm import (
@@ -54,11 +54,14 @@ PUBLISH_CHUNK = 10_000
 
 class RuleCache:
     """The compiled rules every pipeline batch uses; reloaded from the store every few seconds, so a rule
-    created through any instance's API takes effect in every instance without a restart."""
+    created through any instance's API takes effect in every instance without a restart. Only the rules of
+    the channels served are loaded (one indexed equality per channel: the pipeline and the send results
+    consumer drop the others' records anyway)."""
 
-    def __init__(self, store: TaggerStore, metrics: TaggerMetrics) -> None:
+    def __init__(self, store: TaggerStore, metrics: TaggerMetrics, channels: Iterable[str]) -> None:
         self._store = store
         self._metrics = metrics
+        self._channels = sorted(channels)
         self.rules = RuleSet.empty()
         self._reported: set[tuple[Any, Any]] = set()  # invalid stored rules logged (id, version): once each
 
@@ -67,7 +70,8 @@ class RuleCache:
 
     async def refresh(self) -> None:
         rules = []
-        for doc in await self._store.all_rules():
+        per_channel = await asyncio.gather(*(self._store.all_rules(c) for c in self._channels))
+        for doc in (doc for docs in per_channel for doc in docs):
             try:
                 rules.append(Rule.model_validate(rule_from_doc(doc)))
             except ValidationError as exc:  # stored before a check it fails (LINE's limits): the others apply
@@ -220,9 +224,26 @@ class RfmJob:
         return run
 
 
+SWEEP_SETTLE = timedelta(minutes=10)
+"""How long after its minute a bucket is swept again before it counts as finished: covers a member written
+with a batch's time while the batch took long, and clocks of instances that differ. A member written with a
+next expiry in a finished bucket would wait for its next input to lose the tag."""
+
+MAX_SWEEP_BUCKETS = 1_440
+"""Minutes one sweep catches up on per channel (a day; after a longer stop, the next sweeps go on)."""
+
+
+def minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
 class Sweeper:
     """Members whose tags expired but who did nothing since get an empty ``MemberUpdated``: applying it
-    removes the expired tags (and publishes the change), done by the member's owner like any other input."""
+    removes the expired tags (and publishes the change), done by the member's owner like any other input.
+
+    Members are found by the minute of their next tag expiry (``expiry_bucket``, an indexed equality), minute
+    by minute from where the last sweep of the channel got to (``sweeps``); a channel never swept starts at
+    its first counted member."""
 
     def __init__(
         self,
@@ -237,25 +258,58 @@ class Sweeper:
         self._channels = sorted(channels)
         self._topic = topic_of(topics.MEMBER_ATTRIBUTES)
 
-    async def sweep(self, now: datetime, limit: int = 50_000) -> int:
-        found = await self._store.members_with_expired_tags(now, limit, channels=self._channels)
-        minute = now.strftime("%Y%m%dT%H%M")
-        messages = [
-            Outgoing.of(
-                self._topic,
-                member_key(channel_id, user_id),
-                MemberUpdatedEvent(
-                    event_id=f"sweep:{minute}:{member_key(channel_id, user_id)}",
-                    channel_id=channel_id,
-                    occurred_at=now,
-                    produced_at=now,
-                    payload=MemberUpdated(user_id=user_id),
-                ),
-            )
-            for channel_id, user_id in found
-        ]
-        await self._publish_all(messages)
-        return len(messages)
+    async def sweep(self, now: datetime) -> int:
+        swept = 0
+        for channel_id in self._channels:
+            swept += await self._sweep(channel_id, now)
+        return swept
+
+    async def _sweep(self, channel_id: str, now: datetime) -> int:
+        first = await self._first_bucket(channel_id)
+        if first is None:
+            return 0  # no member counted yet: nothing can expire
+        stamp = now.strftime("%Y%m%dT%H%M")
+        last = min(minute(now), first + timedelta(minutes=MAX_SWEEP_BUCKETS - 1))
+        finished = min(last, minute(now - SWEEP_SETTLE))
+        batch: list[Outgoing] = []
+        swept = 0
+        at = first
+        while at <= last:
+            async for user_id, expiry in self._store.expiring_members(channel_id, expiry_bucket(at)):
+                if expiry > now:
+                    continue
+                key = member_key(channel_id, user_id)
+                batch.append(
+                    Outgoing.of(
+                        self._topic,
+                        key,
+                        MemberUpdatedEvent(
+                            event_id=f"sweep:{stamp}:{key}",
+                            channel_id=channel_id,
+                            occurred_at=now,
+                            produced_at=now,
+                            payload=MemberUpdated(user_id=user_id),
+                        ),
+                    )
+                )
+                if len(batch) >= PUBLISH_CHUNK:
+                    swept += len(batch)
+                    await self._publish_all(batch)
+                    batch = []
+            at += timedelta(minutes=1)
+        swept += len(batch)
+        await self._publish_all(batch)
+        if finished >= first:
+            await self._store.mark_swept(channel_id, expiry_bucket(finished))
+        return swept
+
+    async def _first_bucket(self, channel_id: str) -> datetime | None:
+        """The first minute to sweep: after the last finished one, else the channel's first counted member."""
+        through = await self._store.swept_through(channel_id)
+        if through is not None:
+            return datetime.strptime(through, EXPIRY_BUCKET_FORMAT).replace(tzinfo=UTC) + timedelta(minutes=1)
+        since = (await self._store.load_counts(channel_id)).since
+        return None if since is None else minute(since.astimezone(UTC))
 
 
 @dataclass(frozen=True)
@@ -294,22 +348,21 @@ class Coverage:
 
 
 async def compute_coverage(store: TaggerStore, channel_id: str, now: datetime) -> Coverage:
-    """標籤覆蓋率: the share of followed members with at least one active tag, overall, by origin, by tag."""
-    followed = tagged = 0
-    by_origin: dict[str, int] = {}
-    by_tag: dict[str, int] = {}
-    async for doc in store.coverage_rows(channel_id):
-        followed += 1
-        names = doc.get("tags") or []
-        if names:
-            tagged += 1
-        for name in names:
-            by_tag[name] = by_tag.get(name, 0) + 1
-        for origin in doc.get("tag_origins") or []:
-            by_origin[origin] = by_origin.get(origin, 0) + 1
-    unknown = to_mongo_query(FollowCondition(state=FollowState.UNKNOWN), now=now, today=now.date())
-    unknown_count = await store.count_members(channel_id, unknown)
-    return Coverage(channel_id, followed, tagged, by_origin, by_tag, now, unknown_count)
+    """標籤覆蓋率: the share of followed members with at least one active tag, overall, by origin, by tag.
+
+    From the channel's member counts, which the pipeline keeps as it writes members (one read by ``_id``,
+    however many members; ``tagline_tagger.domain.counts``). A tag that expired counts until the sweep has
+    removed it, as in the member documents."""
+    counts = await store.load_counts(channel_id)
+    return Coverage(
+        channel_id,
+        counts.members.get(FollowState.FOLLOWED.value, 0),
+        counts.tagged,
+        dict(counts.by_origin),
+        dict(counts.by_tag),
+        now,
+        counts.members.get(FollowState.UNKNOWN.value, 0),
+    )
 
 
 def publish_coverage(metrics: TaggerMetrics, coverage: Coverage) -> None:

@@ -9,18 +9,21 @@ an instance keep the members it owns in a cache (cleared on every rebalance).
 
 Per batch: decode (bad input → DLQ), group the inputs by member keeping their order, load the members (cache,
 else one ``find_one`` by ``_id`` each, concurrently), apply each input once (``Member.seen``), write every
-changed member whole in one unordered bulk write, then publish what the writes produced, then return so the
-offsets are committed. A crash anywhere before the commit replays the batch: inputs already written are
-recognised as seen, and the messages their write produced (kept in the member's ``outbox``, written with it)
-are published again; consumers drop them by version (member changes) or idempotency key (auto-replies).
+changed member whole in one unordered bulk write, add what the batch changed to each channel's member counts
+(one ``$inc`` per channel, ``tagline_tagger.domain.counts``), then publish what the writes produced, then
+return so the offsets are committed. A crash anywhere before the commit replays the batch: inputs already
+written are recognised as seen, their counts are taken again only if the counts did not include them yet,
+and the messages their write produced (kept in the member's ``outbox``, written with it) are published
+again; consumers drop them by version (member changes) or idempotency key (auto-replies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +54,7 @@ from tagline_platform.deadletters import reason
 from tagline_platform.kafka import Outgoing
 from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.activity import Activity
+from tagline_tagger.domain.counts import Counter, Share, absorbed, add, advance, difference
 from tagline_tagger.domain.member import AutoReply, Effects, Member, member_key
 from tagline_tagger.domain.rfm import RfmModel
 from tagline_tagger.domain.rules import RuleSet
@@ -153,6 +157,35 @@ def unknown_channel(channel_id: str) -> str:
     return f"channel {channel_id} is not one of this tagger's channels (TAGLINE_TAGGER_CHANNELS)"
 
 
+@dataclass
+class Counting:
+    """One batch's change to the member counts, and what each member's counted share is once it is stored."""
+
+    delta: dict[str, dict[Counter, int]] = field(default_factory=dict)
+    """Channel → what to add to its counters."""
+    last: dict[str, int] = field(default_factory=dict)
+    """The batch's last offset per partition: the counts of the batch's channels include them after it."""
+    through: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Channel → its counted offsets after the batch."""
+    settle: list[tuple[Member, Share | None, Share | None]] = field(default_factory=list)
+    """``(member, its share as written, its counted share)`` after the batch."""
+
+    async def commit(self, store: TaggerStore, now: datetime) -> None:
+        """Store the counts (after the members are written), then set the members' shares in memory.
+
+        Every channel of the batch is written, also with nothing to add: its counted offsets must reach every
+        input applied, or a member whose last input came from a partition that goes quiet would never count
+        as counted again."""
+        await asyncio.gather(
+            *(
+                store.add_counts(channel, self.delta.get(channel, {}), self.last, now)
+                for channel in sorted(self.through)
+            )
+        )
+        for member, share, counted in self.settle:
+            member.share, member.counted = share, counted
+
+
 PublishAll = Callable[[Sequence[Outgoing]], Awaitable[None]]
 DeadLetter = Callable[[str, Any, str], Awaitable[None]]
 
@@ -183,6 +216,9 @@ class MemberPipeline:
         self._metrics = metrics
         self._reply_ttl = reply_ttl
         self.cache = MemberCache(cache_size)
+        self._through: dict[str, dict[str, int]] = {}
+        """Channel → the offsets its member counts include, as this instance last read or moved them (valid
+        for the partitions it owns while they stay assigned, like the cache)."""
         # physical topic name → logical topic name (tests and deployments prefix topic names)
         self._logical = {topic_of(name): name for name in MEMBER_TOPICS}
         self._changes_topic = topic_of(topics.MEMBER_CHANGES)
@@ -190,21 +226,29 @@ class MemberPipeline:
 
     def partitions_changed(self) -> None:
         """A rebalance: members of partitions this instance lost may now be written elsewhere."""
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what this instance knows of members and counts (read again from the store when needed)."""
         self.cache.clear()
+        self._through.clear()
 
     async def handle(self, records: Sequence[Any]) -> None:
         """Apply one batch of aiokafka records; raises (after clearing the cache) when it must be replayed."""
         try:
             await self._handle(records)
         except Exception:
-            self.cache.clear()  # cached members may hold changes that were never written
+            self.forget()  # cached members and counts may hold changes that were never written
             raise
 
-    async def _by_member(self, records: Sequence[Any]) -> dict[str, list[MemberInput]]:
-        """The batch's member inputs, grouped by member in their order; bad input dead-lettered."""
+    async def _by_member(self, records: Sequence[Any]) -> tuple[dict[str, list[MemberInput]], dict[str, int]]:
+        """The batch's member inputs, grouped by member in their order (bad input dead-lettered), and the last
+        offset of each partition in the batch."""
         by_member: dict[str, list[MemberInput]] = {}
+        last: dict[str, int] = {}
         for record in records:
             logical = self._logical.get(record.topic, record.topic)
+            advance(last, [(f"{logical.replace('.', '_')}:{record.partition}", record.offset)])
             try:
                 found = decode(logical, record.value)
             except (ValidationError, ValueError) as exc:
@@ -223,15 +267,16 @@ class MemberPipeline:
             position = f"{logical.replace('.', '_')}:{record.partition}"
             located = replace(found, position=position, offset=record.offset)
             by_member.setdefault(member_key(found.channel_id, found.user_id), []).append(located)
-        return by_member
+        return by_member, last
 
     async def _handle(self, records: Sequence[Any]) -> None:
         now = self._clock()
-        by_member = await self._by_member(records)
+        by_member, last = await self._by_member(records)
         if not by_member:
             return
 
-        members = await self._members(by_member)
+        through = await self._counted_through({inputs[0].channel_id for inputs in by_member.values()})
+        members = await self._members(by_member, through)
         rules = self._rules()
         to_save: list[Member] = []
         outgoing: list[Outgoing] = []
@@ -258,7 +303,12 @@ class MemberPipeline:
             to_save.append(member)
             outgoing.extend(produced)
 
-        await self._store.save_members(to_save, now)
+        counting = self._count(
+            by_member, members, written={m.key for m in to_save}, through=through, last=last, now=now
+        )
+        await self._store.save_members(to_save, now)  # each document with its counted share before this write
+        await counting.commit(self._store, now)
+        self._through.update(counting.through)
         for member in to_save:
             self.cache.put(member)
         await self._publish_all(outgoing)
@@ -267,7 +317,50 @@ class MemberPipeline:
         self._metrics.duplicates.inc(duplicates)
         self._metrics.writes.inc(len(to_save))
 
-    async def _members(self, by_member: dict[str, list[MemberInput]]) -> dict[str, Member]:
+    async def _counted_through(self, channels: set[str]) -> dict[str, dict[str, int]]:
+        """Each channel's counted offsets (read from its member counts the first time after a rebalance)."""
+        missing = sorted(channels - self._through.keys())
+        loaded = await asyncio.gather(*(self._store.load_counts(channel) for channel in missing))
+        for channel, counts in zip(missing, loaded, strict=True):
+            self._through[channel] = dict(counts.through)
+        return {channel: self._through[channel] for channel in channels}
+
+    def _count(
+        self,
+        by_member: dict[str, list[MemberInput]],
+        members: dict[str, Member],
+        *,
+        written: set[str],
+        through: dict[str, dict[str, int]],
+        last: dict[str, int],
+        now: datetime,
+    ) -> Counting:
+        """What the batch changes in each channel's member counts (``tagline_tagger.domain.counts``).
+
+        A member is counted when the batch's offsets cover every input applied to it: always, except in a
+        replay of a crashed batch that ends before the crashed one did (the rest is counted with the batch
+        that replays it). Members of the batch that are not written (replayed inputs only) are counted too:
+        their write may be the one whose counting the crash interrupted."""
+        counting = Counting(last=last)
+        for key, inputs in by_member.items():
+            member = members[key]
+            channel = inputs[0].channel_id
+            after = counting.through.get(channel)
+            if after is None:
+                after = counting.through[channel] = dict(through[channel])
+                advance(after, last.items())
+            share = Share.of(member, now) if key in written else member.share
+            if not absorbed(member.offsets, after):
+                counting.settle.append((member, share, member.counted))
+                continue
+            if share != member.counted:
+                add(counting.delta.setdefault(channel, {}), difference(member.counted, share))
+            counting.settle.append((member, share, share))
+        return counting
+
+    async def _members(
+        self, by_member: dict[str, list[MemberInput]], through: dict[str, dict[str, int]]
+    ) -> dict[str, Member]:
         found: dict[str, Member] = {}
         missing: list[str] = []
         for key in by_member:
@@ -277,7 +370,7 @@ class MemberPipeline:
             else:
                 found[key] = cached
         if missing:
-            found.update(await self._store.load_members(missing))
+            found.update(await self._store.load_members(missing, through))
             now = self._clock()
             for key in missing:
                 if key not in found:

@@ -79,7 +79,7 @@ class TaggerService:
         )
         self.broker = create_broker(settings, client_id="tagline-tagger")
         self._producer: AIOKafkaProducer | None = None  # created in start(): aiokafka needs the running loop
-        self.rules = RuleCache(self.store, self.metrics)
+        self.rules = RuleCache(self.store, self.metrics, self.channels)
         self.models = ModelCache(self.store)
         self.consumers = ConsumerMetrics(self.metrics.metrics, topic_namespace=settings.topic_namespace)
         self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
@@ -264,7 +264,10 @@ class TaggerService:
         return await self.sweeper.sweep(self.clock())
 
     async def _channels_with_members(self) -> list[str]:
-        return [channel for channel in await self.store.channel_ids() if channel in self.channels]
+        """The channels served that have members (their member counts: one read by ``_id`` each)."""
+        channels = sorted(self.channels)
+        counts = await asyncio.gather(*(self.store.load_counts(channel) for channel in channels))
+        return [channel for channel, found in zip(channels, counts, strict=True) if found.total]
 
     async def refresh_coverage(self) -> None:
         now = self.clock()

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from tagline_contracts import topics
 from tagline_contracts.deadletter import DeadLetter
 from tagline_contracts.members import MemberChangedEvent
+from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.rules import Rule
 from tagline_tagger.jobs import rule_to_doc
 from tagline_testing.kafka import read_topic
@@ -130,6 +131,10 @@ async def test_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
         assert coupon["count"] == MESSAGES_PER_USER, doc["user_id"]  # each message counted exactly once
         assert doc["follow_count"] == 1
         assert doc["follow_state"] == "followed"
+    # The channel's member counts (tag coverage) count every member once, however the kill fell.
+    counts = await TaggerStore(mongo_db).load_counts(CHANNEL)
+    assert counts.members == {"followed": USERS}
+    assert (counts.tagged, counts.by_tag) == (USERS, {"coupon": USERS})
     # The sender's projection ends with every member's final state (replayed changes are dropped by version).
     records = await read_topic(
         kafka_bootstrap, f"{namespace}{topics.MEMBER_CHANGES}", count=USERS, settle_s=2

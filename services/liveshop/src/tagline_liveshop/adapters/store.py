@@ -17,17 +17,27 @@ Where the guarantees come from:
   newer entry than that version (its writer crashed) writes it again and republishes its outbox (consumers
   dedupe by event id / idempotency key).
 - Writers of one session queue on a :class:`~tagline_platform.mongo.DocumentLock` (``session:<id>``) so
-  they do not waste work on conflicts.
+  they do not waste work on conflicts. The lock guards no invariant (the journal's unique ``_id`` does), so
+  the database's atomic conditional updates do not replace it, and it stays: a session has writers in every
+  instance (its comments come on one ``live.comments.v1`` partition, but orders typed in the LINE chat on
+  the buyers' ``line.events.v1`` partitions, status changes on ``shop.order-status.v1``'s, and the API and
+  the expiry job anywhere), and without the lock each of them would apply its batch, lose the insert race,
+  reload and apply it again. Neither does the journal become a conditional ``$inc`` on stock
+  (``{remaining: {$gte: q}}``, exact now): that is one write per comment, and a server applies a few
+  hundred updates a second to one collection, while a session takes thousands of comments a second as one
+  journal entry per batch.
+
+Every query on a hot path goes by ``_id`` or an equality on indexed top-level fields (:data:`HOT_QUERIES`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReplaceOne
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -36,10 +46,49 @@ from tagline_liveshop.domain.model import Header, Order, WaitEntry
 from tagline_liveshop.domain.session import Changes, LiveSession
 from tagline_platform.errors import TaglineError
 from tagline_platform.kafka import Outgoing
-from tagline_platform.mongo import DocumentLock, chunked
+from tagline_platform.mongo import DocumentLock, HotQuery
 
 READ_AHEAD = 16
 """Journal entries read concurrently while catching up."""
+
+BULK_BATCH = 1_000
+"""Most statements per ``bulk_write`` command (bounds one command's size)."""
+
+EXPIRY_PENDING = "pending"
+"""``sessions.expiry`` of a session with an unpaid order whose reservation runs out (absent otherwise)."""
+
+_SESSION = "01JF3Z8M6Q4W2N7B5V9C1X0K8T"
+_ORDER = f"{_SESSION}-17"
+_CHANNEL = "1234567890"
+
+HOT_QUERIES: tuple[HotQuery, ...] = (
+    HotQuery("journal", {"_id": f"{_SESSION}:42"}, "a session's journal entry (catching up, per batch)"),
+    HotQuery(
+        "sessions",
+        {"_id": _SESSION},
+        "a session's view: the version its views are written up to (per batch), its replace_one",
+    ),
+    HotQuery("sessions", {"status": "live"}, "the live sessions, reloaded every second (chat orders)"),
+    HotQuery(
+        "sessions",
+        {"expiry": EXPIRY_PENDING},
+        "sessions with an unpaid order's reservation to expire (the expiry job, every few seconds)",
+    ),
+    HotQuery("sessions", {"channel_id": _CHANNEL, "status": "live"}, "the API's sessions of a channel"),
+    HotQuery("sessions", {"channel_id": _CHANNEL}, "the API's sessions of a channel, any status"),
+    HotQuery("orders", {"_id": _ORDER}, "an order's view: written per batch, read to announce points"),
+    HotQuery("ledger", {"state": "pending"}, "POINTS entries to grant (the granter's poll, every second)"),
+    HotQuery("ledger", {"state": "granted"}, "POINTS entries granted, to announce (the granter's poll)"),
+    HotQuery(
+        "ledger",
+        {"_id": _ORDER, "state": "pending", "next_attempt_at": datetime(2026, 12, 1, 10, 5, tzinfo=UTC)},
+        "claiming a POINTS entry for one attempt (compare-and-set), and settling it by state",
+    ),
+    HotQuery("ledger", {"_id": _ORDER}, "the API's ledger entry of an order"),
+    HotQuery("ledger", {"session_id": _SESSION}, "the API's ledger entries of a session"),
+    HotQuery("locks", {"_id": f"session:{_SESSION}"}, "a session's writer lock (per batch)"),
+)
+"""Every query shape this store runs on a hot path (checked by ``tests/storage``)."""
 
 
 class Conflict(TaglineError):
@@ -115,7 +164,12 @@ class LiveshopStore:
         self.lock = DocumentLock(db["locks"], stale_after_s=lock_stale_after_s, timeout_s=30.0)
 
     async def ensure_indexes(self) -> None:
-        """Only ``_id`` is needed: every hot read is by ``_id`` (FerretDB uses no other index)."""
+        """The indexes :data:`HOT_QUERIES` use besides ``_id``'s (the polls and the API's lists)."""
+        await self.sessions.create_index([("status", ASCENDING)])
+        await self.sessions.create_index([("channel_id", ASCENDING), ("status", ASCENDING)])
+        await self.sessions.create_index([("expiry", ASCENDING)])
+        await self.ledger.create_index([("state", ASCENDING)])
+        await self.ledger.create_index([("session_id", ASCENDING)])
 
     # ---- the journal ---------------------------------------------------------------------------------
     async def load(
@@ -161,8 +215,8 @@ class LiveshopStore:
         """Write the ``orders`` and ``ledger`` views of journal entry ``doc`` (idempotent)."""
         seq = int(doc["seq"])
         orders = [ReplaceOne({"_id": o["_id"]}, {**o, "version": seq}, upsert=True) for o in doc["orders"]]
-        for chunk in chunked(orders):
-            await self.orders.bulk_write(list(chunk), ordered=False)
+        for start in range(0, len(orders), BULK_BATCH):
+            await self.orders.bulk_write(orders[start : start + BULK_BATCH], ordered=False)
         if doc["ledger"]:
             try:
                 await self.ledger.insert_many(doc["ledger"], ordered=False)
@@ -177,17 +231,17 @@ class LiveshopStore:
         itself would make FerretDB rewrite the whole (often hundreds of KB) document: the largest cost of a
         batch when it did (bench/README.md)."""
         header = session.header.to_doc()
-        await self.sessions.replace_one(
-            {"_id": session.header.session_id},
-            {
-                "_id": session.header.session_id,
-                **header,
-                "version": session.version,
-                "next_expiry_at": session.next_expiry(),
-                "figures": session.dashboard(),
-            },
-            upsert=True,
-        )
+        next_expiry = session.next_expiry()
+        view = {
+            "_id": session.header.session_id,
+            **header,
+            "version": session.version,
+            "next_expiry_at": next_expiry,
+            "figures": session.dashboard(),
+        }
+        if next_expiry is not None:
+            view["expiry"] = EXPIRY_PENDING  # what the expiry job finds the session by (an equality)
+        await self.sessions.replace_one({"_id": session.header.session_id}, view, upsert=True)
 
     # ---- views ---------------------------------------------------------------------------------------
     async def session_ids(
@@ -209,30 +263,46 @@ class LiveshopStore:
         return [doc async for doc in self.sessions.find(query, projection)]
 
     async def due_sessions(self, now: datetime) -> list[str]:
-        """Sessions with an unpaid order whose reservation has run out."""
-        return [doc["_id"] async for doc in self.sessions.find({"next_expiry_at": {"$lte": now}}, {"_id": 1})]
+        """Sessions with an unpaid order whose reservation has run out.
 
-    async def find_orders(
-        self, session_id: str, state: str | None, limit: int, after: str | None
-    ) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"session_id": session_id}
-        if state is not None:
-            query["state"] = state
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        return [doc async for doc in self.orders.find(query).sort("_id", 1).limit(limit)]
+        Read by equality (``expiry``: only sessions with an unpaid order have it), due ones picked here: a
+        range on ``next_expiry_at`` would read every session ever held."""
+        cursor = self.sessions.find({"expiry": EXPIRY_PENDING}, {"_id": 1, "next_expiry_at": 1})
+        return [
+            doc["_id"]
+            async for doc in cursor
+            if doc.get("next_expiry_at") is not None and doc["next_expiry_at"] <= now
+        ]
 
     async def order(self, order_id: str) -> dict[str, Any] | None:
         return await self.orders.find_one({"_id": order_id})
 
     # ---- the POINTS ledger ---------------------------------------------------------------------------
-    async def pending_grants(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Ledger entries to grant or announce whose next attempt is due."""
-        query = {
-            "state": {"$in": ["pending", "granted"]},
-            "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": now}}],
-        }
-        return [doc async for doc in self.ledger.find(query).limit(limit)]
+    async def due_grants(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Ledger entries to grant (``pending``) or announce (``granted``) whose next attempt is due.
+
+        One equality read per state (entries done, failed or with nothing to grant, nearly all of them, are
+        never read); entries waiting for a retry or held by another granter's claim are read and skipped."""
+        due: list[dict[str, Any]] = []
+        for state in ("pending", "granted"):
+            async for doc in self.ledger.find({"state": state}):
+                at = doc.get("next_attempt_at")
+                if at is None or at <= now:
+                    due.append(doc)
+                    if len(due) >= limit:
+                        return due
+        return due
+
+    async def claim_grant(self, entry: dict[str, Any], until: datetime) -> bool:
+        """Take ``entry`` (as read) for one attempt until ``until``; ``False`` if another granter has it.
+
+        A compare-and-set on its state and ``next_attempt_at`` (atomic on MongoDB and the project's
+        FerretDB build): of granters that read the entry due, one moves its next attempt to ``until``."""
+        result = await self.ledger.update_one(
+            {"_id": entry["_id"], "state": entry["state"], "next_attempt_at": entry.get("next_attempt_at")},
+            {"$set": {"next_attempt_at": until}},
+        )
+        return result.modified_count == 1
 
     async def ledger_entries(
         self, *, session_id: str | None = None, order_id: str | None = None
@@ -242,10 +312,15 @@ class LiveshopStore:
             query["session_id"] = session_id
         if order_id is not None:
             query["_id"] = order_id
-        return [doc async for doc in self.ledger.find(query).sort("_id", 1)]
+        docs = [doc async for doc in self.ledger.find(query)]
+        return sorted(docs, key=lambda doc: str(doc["_id"]))  # sorted here: a sort is a scan on FerretDB
 
-    async def mark_ledger(self, order_id: str, fields: dict[str, Any], *, attempts: int = 0) -> None:
+    async def mark_ledger(
+        self, order_id: str, fields: dict[str, Any], *, state: str, attempts: int = 0
+    ) -> bool:
+        """Set ``fields`` on the entry if it is still in ``state``; ``False`` if it has moved on."""
         update: dict[str, Any] = {"$set": fields}
         if attempts:
             update["$inc"] = {"attempts": attempts}
-        await self.ledger.update_one({"_id": order_id}, update)
+        result = await self.ledger.update_one({"_id": order_id, "state": state}, update)
+        return result.matched_count == 1

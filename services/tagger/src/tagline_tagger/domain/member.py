@@ -28,6 +28,7 @@ from tagline_contracts.attributes import MemberUpdated, RfmScored, TagGrant, Tag
 from tagline_contracts.members import AttributeValue, ChangeKind, FollowState, MemberChanged, MemberSnapshot
 from tagline_contracts.orders import OrderEvent, OrderEventKind
 from tagline_tagger.domain.activity import Activity, ActivityKind, OrderFacts
+from tagline_tagger.domain.counts import Share
 from tagline_tagger.domain.rfm import RfmModel, RfmValues
 from tagline_tagger.domain.rules import RuleHit, RuleSet
 
@@ -176,6 +177,11 @@ class Member:
     """The messages the last write produced, republished when an input of that write is replayed."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    share: Share | None = None
+    """What the member adds to its channel's member counts as last written (``None``: never written)."""
+    counted: Share | None = None
+    """The share the channel's member counts hold for it (``None``: none); kept by the pipeline
+    (``tagline_tagger.domain.counts``)."""
 
     @property
     def key(self) -> str:
