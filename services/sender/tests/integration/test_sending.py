@@ -310,36 +310,3 @@ async def test_http_api_estimates_cost_and_shows_ledger_and_sends(
 
 async def _ledger_used(sender: Any, n: int) -> bool:
     return bool((await sender.client.get(f"/channels/{CHANNEL}/quota")).json()["used"] == n)
-
-
-async def test_a_busy_quota_ledger_puts_the_call_back_at_once_not_after_its_lease(
-    start_sender: Any, publish: Any, line: Any, eventually: Eventually
-) -> None:
-    """Many calls of one channel reserve quota under one ledger lock; one that cannot get it in time was not
-    sent and holds nothing, so it is pending again after a short pause (not after its 60 s lease, and not
-    marked ambiguous), and it is sent once, counted once."""
-    from tagline_platform.mongo import LockTimeout  # noqa: PLC0415 - only this test injects the fault
-
-    async with start_sender(lease_s=60.0) as sender:
-        store = sender.service.store
-        reserve, busy = store.reserve, [2]
-
-        async def contended(*args: Any, **kwargs: Any) -> bool:
-            if busy[0]:
-                busy[0] -= 1
-                raise LockTimeout("lock 'quota:…' still held after 30.0s")
-            return bool(await reserve(*args, **kwargs))
-
-        store.reserve = contended
-        await publish.send(request("busy-1", user("U1")))
-        await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, timeout_s=20, what="the push")
-
-        async def settled() -> bool:  # LINE has it; the sender records "sent" just after
-            found = await store.deliveries.find_one({"key": "busy-1"})
-            return bool(found and found["state"] != DeliveryState.SENDING.value)
-
-        await eventually(settled, what="the delivery settled")
-        [delivery] = await store.deliveries.find({"key": "busy-1"}).to_list()
-        quota = (await sender.client.get(f"/channels/{CHANNEL}/quota")).json()
-    assert busy == [0] and not delivery.get("ambiguous")
-    assert delivery["state"] == DeliveryState.SENT.value and quota["used"] == 1
