@@ -140,6 +140,7 @@ class SenderService:
         await wait_for_coordinators(self.settings.kafka_bootstrap_servers, self.consumers.groups)
         self.readiness.starting("connecting")
         await self.store.ensure_indexes()
+        await self.journey_store.ensure_indexes()
         if not self.channels:
             log.warning(
                 "no channels configured (TAGLINE_SENDER_CHANNELS / _FILE): every request is dead-lettered"
