@@ -73,6 +73,11 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         "the step is done: the enrollment moves on",
     ),
     HotQuery("enrollments", {"due_slot": "2026-12-01T02:00"}, "scheduler: the enrollments due in one minute"),
+    HotQuery(
+        "enrollments",
+        {"journey_id": "01JF0000000000000000000000", "waiting": True},
+        "a journey is enabled (API): its members whose steps came due meanwhile are looked for again",
+    ),
     HotQuery("journey_due", {"_id": "2026-12-01T02"}, "scheduler: does an hour hold due enrollments"),
     HotQuery("journey_due", {"_id": CURSOR}, "scheduler: the shared cursor"),
     HotQuery("members", {"_id": "1234567890:U1"}, "the member a step is chosen for; a welcome's source"),

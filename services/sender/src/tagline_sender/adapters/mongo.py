@@ -162,7 +162,12 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery(
         "reply_groups",
         {"_id": "1234567890:3f1c2b", "sealed": False},
-        "a reply request joins its open group (upsert); seal it when its time has come",
+        "a reply request joins its open group (upsert)",
+    ),
+    HotQuery(
+        "reply_groups",
+        {"_id": "1234567890:3f1c2b", "sealed": False, "due_at": {"$lte": _EXAMPLE_TIME}},
+        "the group's leader seals it once its gather window has passed",
     ),
     # quota
     HotQuery("quota", {"_id": "1234567890:2026-12"}, "create / read the month's ledger"),
