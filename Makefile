@@ -17,7 +17,7 @@ lint: sync  ## ruff format --check, ruff check, mypy --strict
 	$(UV) run ruff check .
 	$(UV) run mypy
 
-test: sync  ## THE test command: lint + every test against a Kafka and FerretDB of its own (.local/test-infra, wiped after)
+test: sync  ## THE test command: lint + every test against a Kafka, PostgreSQL and FerretDB of its own (.local/test-infra, wiped after)
 	deploy/local/run-tests
 
 test-fast: sync  ## pytest only, against the test servers (.local/test-infra), started if needed and left running
@@ -26,19 +26,19 @@ test-fast: sync  ## pytest only, against the test servers (.local/test-infra), s
 test-infra-reset:  ## stop the test servers and delete their data
 	$(INFRA) reset --state-dir .local/test-infra
 
-run: sync  ## run the stack in the foreground (Kafka, FerretDB, every service); Ctrl-C stops all, data is kept
+run: sync  ## run the stack in the foreground (Kafka, PostgreSQL, FerretDB, every service); Ctrl-C stops all, data is kept
 	$(UV) run python deploy/local/stack.py
 
-infra-up:  ## start the servers of `make run` (idempotent; data kept in .local/infra); addresses in .local/infra/infra.env
+infra-up:  ## start the servers of `make run`: Kafka, PostgreSQL, FerretDB (idempotent; data kept in .local/infra); addresses in .local/infra/infra.env
 	$(INFRA) up
 
 infra-down:  ## stop them; their data is kept
 	$(INFRA) down
 
-infra-reset:  ## stop them and delete their data (topics, members, sends, sessions…)
+infra-reset:  ## stop them and delete their data (topics, PostgreSQL's cluster: members, sends, sessions…)
 	$(INFRA) reset
 
-infra-status:  ## exit 0 when both answer
+infra-status:  ## exit 0 when all three answer
 	$(INFRA) status
 
 bench: sync  ## benchmarks (not part of `make test`); prints figures

@@ -1,4 +1,4 @@
-"""Run the whole stack in the foreground: Kafka + FerretDB, then every service; Ctrl-C stops everything.
+"""Run the whole stack in the foreground: Kafka, PostgreSQL + FerretDB, every service; Ctrl-C stops it all.
 
     make run            (= uv run python deploy/local/stack.py)
 

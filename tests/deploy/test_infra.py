@@ -1,17 +1,24 @@
-"""deploy/local/infra.py: its Kafka probe waits for a group coordinator, and data survives a restart.
+"""deploy/local/infra.py: its Kafka probe waits for a group coordinator, its FerretDB patches apply to the
+source it builds, data survives a restart, and a kill -9 of PostgreSQL or FerretDB loses no acknowledged
+write.
 
 The probe is tested against a fake broker speaking the three requests it sends; the data against real servers
-started in a temporary state dir (about half a minute: two starts, a stop and a reset).
+started in a scratch state dir under the repository's ``.local`` (PostgreSQL runs as the ``postgres`` account
+when the tests run as root, and that account cannot enter pytest's private temporary dirs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import json
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +27,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from pymongo.errors import PyMongoError
 
 from tagline_platform.kafka import ensure_topics
 from tagline_platform.mongo import create_mongo_client
@@ -149,13 +157,100 @@ def test_one_consumer_offsets_partition_on_the_single_local_node() -> None:
     assert "offsets.topic.num.partitions=1\n" in properties
 
 
-# ---- data across restarts ----------------------------------------------------------------------------------
+# ---- the PostgreSQL server and FerretDB's command line -----------------------------------------------------
+
+
+def test_postgres_listens_on_loopback_with_room_for_ferretdbs_pool_and_durable_commits() -> None:
+    command = infra.postgres_command(
+        Path("/pg/bin"), data_dir=Path("/s/postgres-data"), port=15432, socket_dir=Path("/s/postgres-run")
+    )
+    assert command[:3] == ["/pg/bin/postgres", "-D", "/s/postgres-data"]
+    settings = dict(arg.split("=", 1) for arg in command[4::2])
+    assert settings["listen_addresses"] == "127.0.0.1"
+    assert settings["port"] == "15432"
+    assert settings["unix_socket_directories"] == "/s/postgres-run"
+    assert int(settings["max_connections"]) >= 2 * infra.FERRETDB_POOL_MAX_CONNS + 10
+    assert (settings["fsync"], settings["synchronous_commit"], settings["full_page_writes"]) == ("on",) * 3
+
+    ferretdb = infra.ferretdb_command(
+        Path("/f"), port=27117, postgres_port=15432, process_state_dir=Path("/s/ferretdb-state")
+    )
+    assert "--handler=postgresql" in ferretdb
+    assert (
+        f"--postgresql-url=postgres://ferretdb@127.0.0.1:15432/ferretdb"
+        f"?pool_max_conns={infra.FERRETDB_POOL_MAX_CONNS}"
+    ) in ferretdb
+
+
+def test_a_socket_path_too_long_for_unix_sockets_means_tcp_only() -> None:
+    assert infra.postgres_socket_dir(Path("/s/run"), 15432) == Path("/s/run")
+    assert infra.postgres_socket_dir(Path("/" + "d" * 100), 15432) is None
+
+
+def test_postgres_wire_messages() -> None:
+    startup = infra.encode_pg_startup("postgres", "postgres")
+    assert struct.unpack(">ii", startup[:8]) == (len(startup), 196608)
+    assert startup[8:] == b"user\x00postgres\x00database\x00postgres\x00\x00"
+    error = b"SFATAL\x00C57P03\x00Mthe database system is starting up\x00\x00"
+    assert infra.decode_pg_error(error) == "57P03: the database system is starting up"
+
+
+# ---- the FerretDB patches ----------------------------------------------------------------------------------
+
+
+def test_every_ferretdb_patch_applies_to_the_source_infra_builds(tmp_path: Path) -> None:
+    """The source is the module `up` builds (from the Go module cache after the first build)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("go is not installed")
+    module = f"{infra.FERRETDB_MODULE}@{infra.FERRETDB_VERSION}"
+    download = subprocess.run(  # noqa: S603 - go itself, the module infra.py builds
+        [go, "mod", "download", "-json", module], capture_output=True, text=True, check=True, timeout=300
+    )
+    source = tmp_path / "src"
+    shutil.copytree(json.loads(download.stdout)["Dir"], source)
+    infra._make_tree_writable(source)
+
+    paths = {patch.path for patch in infra.FERRETDB_PATCHES}
+    upstream = {path: (source / path).read_text() if (source / path).exists() else None for path in paths}
+
+    infra.patch_ferretdb(source)  # raises if any upstream text is not found exactly once
+
+    assert all((source / path).read_text() != text for path, text in upstream.items())
+    patched = "".join((source / path).read_text() for path in paths)
+    assert all(f"Tagline patch {number}" in patched for number in range(1, 6))
+
+
+def test_a_patch_whose_upstream_text_moved_fails_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.go").write_text("package a\n")
+    monkeypatch.setattr(infra, "FERRETDB_PATCHES", (infra.SourcePatch("a.go", "missing", "x"),))
+    with pytest.raises(RuntimeError, match=r"cannot patch a\.go: 'missing' not found exactly once"):
+        infra.patch_ferretdb(tmp_path)
+    monkeypatch.setattr(infra, "FERRETDB_PATCHES", (infra.SourcePatch("a.go", None, "x"),))
+    with pytest.raises(RuntimeError, match=r"cannot add a\.go: it exists upstream"):
+        infra.patch_ferretdb(tmp_path)
+
+
+# ---- data across restarts and crashes ----------------------------------------------------------------------
 
 
 def _infra(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - the repository's own script
         [sys.executable, str(INFRA_SCRIPT), *args], capture_output=True, text=True, check=False, timeout=600
     )
+
+
+@pytest.fixture
+def state_dir() -> Iterator[str]:
+    """A scratch state dir the ``postgres`` account can reach; its servers are reset and it is deleted."""
+    path = ROOT / ".local" / f"test-deploy-{uuid.uuid4().hex[:8]}"
+    try:
+        yield str(path)
+    finally:
+        _infra("reset", "--state-dir", str(path))
+        shutil.rmtree(path, ignore_errors=True)
 
 
 async def _records(bootstrap: str, topic: str) -> list[bytes]:
@@ -185,41 +280,101 @@ async def _topic_exists(bootstrap: str, topic: str) -> bool:
         await admin.close()
 
 
+def _up(state: str, *args: str) -> dict[str, str]:
+    up = _infra("up", "--state-dir", state, *args)
+    assert up.returncode == 0, up.stdout + up.stderr
+    return read_env_file(Path(state) / "infra.env")
+
+
 @pytest.mark.integration
-async def test_down_keeps_the_data_for_the_next_up_and_reset_deletes_it(tmp_path: Path) -> None:
-    state = str(tmp_path / "infra")
+async def test_down_keeps_the_data_for_the_next_up_and_reset_deletes_it(state_dir: str) -> None:
+    state = state_dir
+    env = _up(state)
+    kafka, mongo = env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"]
+    status = _infra("status", "--state-dir", state)
+    assert status.returncode == 0, status.stdout
+    assert "postgres: running" in status.stdout
+    await ensure_topics(kafka, ["kept.v1"], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
     try:
-        assert _infra("up", "--state-dir", state).returncode == 0
-        env = read_env_file(Path(state) / "infra.env")
-        kafka, mongo = env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"]
-        await ensure_topics(kafka, ["kept.v1"], partitions=1)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait("kept.v1", b"a record")
-        finally:
-            await producer.stop()
-        client: Any = create_mongo_client(mongo, app_name="tagline-infra-test")
-        try:
-            await client["kept"]["docs"].insert_one({"member": "U1"})
-        finally:
-            await client.close()
-
-        down = _infra("down", "--state-dir", state)
-        assert down.returncode == 0, down.stderr
-        assert "data kept" in down.stdout
-        assert _infra("status", "--state-dir", state).returncode == 1  # stopped
-        assert _infra("up", "--state-dir", state).returncode == 0
-        env = read_env_file(Path(state) / "infra.env")
-        kafka, mongo = env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"]
-        assert await _records(kafka, "kept.v1") == [b"a record"]
-        assert await _documents(mongo) == [{"member": "U1"}]
-
-        reset = _infra("reset", "--state-dir", state)
-        assert reset.returncode == 0, reset.stderr
-        assert _infra("up", "--state-dir", state).returncode == 0
-        env = read_env_file(Path(state) / "infra.env")
-        assert not await _topic_exists(env["KAFKA_BOOTSTRAP_SERVERS"], "kept.v1")
-        assert await _documents(env["MONGODB_URL"]) == []
+        await producer.send_and_wait("kept.v1", b"a record")
     finally:
-        _infra("reset", "--state-dir", state)
+        await producer.stop()
+    client: Any = create_mongo_client(mongo, app_name="tagline-infra-test")
+    try:
+        await client["kept"]["docs"].insert_one({"member": "U1"})
+    finally:
+        await client.close()
+
+    down = _infra("down", "--state-dir", state)
+    assert down.returncode == 0, down.stderr
+    assert "data kept" in down.stdout
+    assert down.stdout.index("ferretdb: stopped") < down.stdout.index("postgres: stopped")
+    assert _infra("status", "--state-dir", state).returncode == 1  # stopped
+    env = _up(state)
+    kafka, mongo = env["KAFKA_BOOTSTRAP_SERVERS"], env["MONGODB_URL"]
+    assert await _records(kafka, "kept.v1") == [b"a record"]
+    assert await _documents(mongo) == [{"member": "U1"}]
+
+    reset = _infra("reset", "--state-dir", state)
+    assert reset.returncode == 0, reset.stderr
+    assert not (Path(state) / "postgres-data").exists()
+    env = _up(state)
+    assert not await _topic_exists(env["KAFKA_BOOTSTRAP_SERVERS"], "kept.v1")
+    assert await _documents(env["MONGODB_URL"]) == []
+
+
+async def _write_until(url: str, stop: asyncio.Event, acknowledged: list[int], first: int) -> None:
+    """Insert numbered documents one at a time until ``stop``; record each one the server acknowledged."""
+    client: Any = create_mongo_client(url, app_name="tagline-infra-test", timeout_ms=1_000, retryWrites=False)
+    try:
+        number = first
+        while not stop.is_set():
+            try:
+                await client["crash"]["docs"].insert_one({"_id": number})
+            except PyMongoError:
+                await asyncio.sleep(0.05)  # the server is down, or the outcome is unknown: not acknowledged
+            else:
+                acknowledged.append(number)
+            number += 1
+    finally:
+        await client.close()
+
+
+async def _stored(url: str) -> set[int]:
+    client: Any = create_mongo_client(url, app_name="tagline-infra-test")
+    try:
+        return {doc["_id"] async for doc in client["crash"]["docs"].find({})}
+    finally:
+        await client.close()
+
+
+async def _until_acknowledged(acknowledged: list[int], count: int, writer: asyncio.Task[None]) -> None:
+    async with asyncio.timeout(60):
+        while len(acknowledged) < count:
+            assert not writer.done(), "the writer stopped"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["postgres", "mongo"])
+async def test_kill_9_loses_no_acknowledged_write(state_dir: str, server: str) -> None:
+    """Writes acknowledged up to the moment PostgreSQL or FerretDB is SIGKILLed are all there after the
+    restart (fsync and synchronous commits on; FerretDB answers after PostgreSQL's commit)."""
+    url = _up(state_dir, "--only", "mongo")["MONGODB_URL"]
+    acknowledged: list[int] = []
+    stop = asyncio.Event()
+    writer = asyncio.create_task(_write_until(url, stop, acknowledged, first=0))
+    try:
+        await _until_acknowledged(acknowledged, 200, writer)  # in full flight when the server dies
+        restart = await asyncio.to_thread(_infra, "restart", server, "--kill", "--state-dir", state_dir)
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        assert "killed" in restart.stdout
+        await _until_acknowledged(acknowledged, len(acknowledged) + 50, writer)  # and again after it
+    finally:
+        stop.set()
+        await writer
+
+    lost = set(acknowledged) - await _stored(url)
+    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged writes lost: {sorted(lost)[:10]}…"
