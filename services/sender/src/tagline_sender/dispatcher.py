@@ -52,6 +52,7 @@ from decimal import Decimal
 from typing import Any
 
 from tagline_contracts.envelope import new_event_id
+from tagline_contracts.members import FollowState
 from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
 from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.tasks import cancel_all, utc_now
@@ -500,7 +501,7 @@ class Dispatcher:
     ) -> tuple[SendMethod, list[str], Hold] | None:
         """Drop blocked recipients, hold their quota; ``None`` if the call was finished or deferred."""
         lead = call.lead
-        recipients = await self._without_blocked(lead["channel_id"], lead["_id"], recipients)
+        recipients = await self._without_blocked(lead["channel_id"], lead, recipients)
         if not recipients:
             for doc in call.docs:
                 await self._finish(
@@ -642,24 +643,32 @@ class Dispatcher:
     async def _messages(self, doc: Doc) -> list[Any]:
         return list((await self._send(doc["send_id"]))["request"]["messages"])
 
-    async def _without_blocked(self, channel_id: str, delivery_id: str, recipients: list[str]) -> list[str]:
-        loop_now = asyncio.get_running_loop().time()
-        lock = self._blocked_locks.setdefault(channel_id, asyncio.Lock())
-        # One refresh per channel at a time, at most every ``blocked_cache_s``: the blocked set is one
-        # indexed equality query that reads the channel's blocked members (not one read per recipient: a
-        # campaign to a million friends is 2,000 multicasts of 500).
-        async with lock:
-            cached = self._blocked.get(channel_id)
-            if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
-                blocked = await self._store.blocked_ids(channel_id)
-                self._blocked[channel_id] = (asyncio.get_running_loop().time(), blocked)
-            else:
-                blocked = cached[1]
+    async def _without_blocked(self, channel_id: str, lead: Doc, recipients: list[str]) -> list[str]:
+        """The recipients who have not blocked the channel. Planning left out those who had; of those who
+        blocked since, ``follow_feed`` knows (the changes since the delivery was planned, a few equality
+        queries, cached). A delivery older than the feed keeps checks the channel's blocked set instead
+        (one indexed query reading every blocked member, refreshed at most every ``blocked_cache_s``)."""
+        now = self._clock()
+        states = await self._store.follow_states_since(
+            channel_id, lead["created_at"], now, fresh_s=self._config.blocked_cache_s
+        )
+        if states is not None:
+            blocked = {user for user, state in states.items() if state == FollowState.BLOCKED.value}
+        else:
+            blocked = await self._blocked_set(channel_id)
         if not blocked.intersection(recipients):
             return recipients
         kept = [u for u in recipients if u not in blocked]
-        await self._store.set_recipients(delivery_id, kept)
+        await self._store.set_recipients(lead["_id"], kept)
         return kept
+
+    async def _blocked_set(self, channel_id: str) -> set[str]:
+        loop_now = asyncio.get_running_loop().time()
+        async with self._blocked_locks.setdefault(channel_id, asyncio.Lock()):  # one refresh at a time
+            cached = self._blocked.get(channel_id)
+            if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
+                cached = self._blocked[channel_id] = (loop_now, await self._store.blocked_ids(channel_id))
+            return cached[1]
 
     def _body(
         self, method: SendMethod, recipients: list[str], messages: list[Any], doc: Doc

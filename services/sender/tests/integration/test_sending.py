@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -137,9 +138,9 @@ async def _count(sender: Any, query: dict[str, Any]) -> bool:
     return bool(await sender.service.store.members.count_documents(query))
 
 
-async def _send_state(sender: Any, key: str) -> bool:
+async def _send_state(sender: Any, key: str, state: str = "failed") -> bool:
     summary = await sender.service.store.delivery_summary(f"{CHANNEL}:{key}")
-    return "failed" in summary
+    return state in summary
 
 
 async def test_monthly_limit_answer_defers_and_resumes_when_the_limit_rises(
@@ -310,3 +311,29 @@ async def test_http_api_estimates_cost_and_shows_ledger_and_sends(
 
 async def _ledger_used(sender: Any, n: int) -> bool:
     return bool((await sender.client.get(f"/channels/{CHANNEL}/quota")).json()["used"] == n)
+
+
+async def test_a_friend_who_blocks_after_the_planning_is_not_sent_to(
+    start_sender: Any, publish: Any, line: Any, eventually: Eventually
+) -> None:
+    """Planning left out who had blocked; who blocks between the planning and the call is left out by the
+    dispatcher (from the follow-state changes since the planning), and one who unblocks again is not."""
+    async with start_sender() as sender:
+        for uid in ("U1", "U2", "U3"):
+            await publish.member(uid)
+        await eventually(
+            lambda: sender.service.store.members.find_one({"_id": f"{CHANNEL}:U3"}), what="the projection"
+        )
+        later = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+        await publish.send(
+            request("later-1", {"kind": "users", "user_ids": ["U1", "U2", "U3"]}, not_before=later)
+        )
+        await eventually(lambda: _send_state(sender, "later-1", "pending"), what="the planning")
+        line.emu.block(CHANNEL, "U2", "U3")
+        await publish.member("U2", version=2, state=FollowState.BLOCKED)
+        await publish.member("U3", version=2, state=FollowState.BLOCKED)
+        await publish.member("U3", version=3)  # back again before the call
+        line.emu.unblock(CHANNEL, "U3")
+        await eventually(lambda: len(line.emu.deliveries(CHANNEL)) == 2, timeout_s=20, what="the multicast")
+    assert set(line.emu.deliveries(CHANNEL)) == {"U1", "U3"}
+    assert line.emu.blocked_attempts(CHANNEL) == {}

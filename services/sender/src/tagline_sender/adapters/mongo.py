@@ -21,6 +21,11 @@
   hold's presence for a settlement, ``rev`` for a correction), which the database applies atomically, so the
   limit holds with any number of instances. Holds are kept per delivery in ``holds.<id>``, which makes
   reserve / confirm / release idempotent.
+* ``follow_feed``: the follow-state changes of ``member.changes.v1`` (blocked, followed, unblocked; ``_id`` =
+  ``channel:userId:version``) under the hour the projection applied them, kept :data:`FEED_KEEP`. The
+  dispatcher reads the hours since a delivery was planned (one equality query per hour, cached) to drop
+  recipients who blocked the channel since: the cost is the recent changes, not the channel's blocked
+  members (reading 10,000 blocked members of 1,000,000 takes about a second on FerretDB).
 * ``counters``: per-channel figures kept by the writer of what they count (``$inc``), so the API never counts
   documents (a count reads every document on FerretDB).
 * ``send_days``: ``channel:YYYY-MM-DD`` for every UTC day on which the channel had sends or deliveries
@@ -40,16 +45,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from tagline_contracts.members import FollowState, MemberChanged
+from tagline_contracts.members import ChangeKind, FollowState, MemberChanged
 from tagline_platform.mongo import HotQuery
+from tagline_platform.tasks import utc_now
 from tagline_sender.domain.delivery import FINAL_STATES, DeliveryState
 
 Doc = dict[str, Any]
@@ -58,6 +64,11 @@ DUPLICATE_KEY = 11000
 BULK_BATCH = 1_000
 """Most statements per ``bulk_write``: one command per batch of member changes (the handler takes up to
 2,000 records at once); the bound only keeps a command's size in memory reasonable."""
+
+FEED_KEEP = timedelta(hours=48)
+"""How long follow-state changes stay in ``follow_feed``; older deliveries check the channel's blocked set."""
+
+FOLLOW_KINDS = frozenset({ChangeKind.FOLLOWED, ChangeKind.UNBLOCKED, ChangeKind.BLOCKED})
 
 LOOKUP_CONCURRENCY = 16
 """Reads by ``_id`` in flight at once when the blocked recipients of a short list are looked up one by one."""
@@ -96,6 +107,12 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         "by the server to what that selects; no sort in the database (ids are sorted in Python)",
     ),
     # sends
+    HotQuery(
+        "follow_feed",
+        {"channel_id": "1234567890", "hour": "2026-12-01T12"},
+        "dispatcher: the channel's follow-state changes in one hour since a delivery was planned",
+    ),
+    HotQuery("follow_feed", {"hour": "2026-11-29T12"}, "drop an hour of follow-state changes past FEED_KEEP"),
     HotQuery("sends", {"_id": "1234567890:order-1"}, "create, read and update a send by its idempotency key"),
     HotQuery(
         "sends",
@@ -207,6 +224,11 @@ def hold_id(delivery_id: str) -> str:
     return hashlib.sha1(delivery_id.encode(), usedforsecurity=False).hexdigest()[:24]
 
 
+def hour_of(moment: datetime) -> str:
+    """The UTC hour (``YYYY-MM-DDTHH``) a follow-state change is filed under."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
 def day_of(moment: datetime) -> str:
     """The UTC day (``YYYY-MM-DD``) a send or delivery created at ``moment`` is listed under."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
@@ -259,9 +281,13 @@ def segment_filter(channel_id: str, query: Doc) -> Doc:
 
 
 class SenderStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], *, clock: Callable[[], datetime] = utc_now) -> None:
         self.db = db
+        self._clock = clock
         self.members = db["members"]
+        self.follow_feed = db["follow_feed"]
+        self._feed_hours: dict[tuple[str, str], tuple[float, list[Doc]]] = {}
+        self._feed_purged_through: str | None = None
         self.sends = db["sends"]
         self.send_days = db["send_days"]
         self.deliveries = db["deliveries"]
@@ -276,6 +302,7 @@ class SenderStore:
         serves any of its fields' equalities; MongoDB uses them as compound indexes, equalities first)."""
         await self.members.create_index([("channel_id", ASCENDING), ("follow_state", ASCENDING)])
         await self.members.create_index([("tags", ASCENDING)])
+        await self.follow_feed.create_index([("hour", ASCENDING), ("channel_id", ASCENDING)])
         await self.sends.create_index([("created_day", ASCENDING), ("channel_id", ASCENDING)])
         await self.send_days.create_index([("channel_id", ASCENDING)])
         await self.deliveries.create_index(
@@ -291,8 +318,11 @@ class SenderStore:
         """Upsert each change unless a newer version is stored; returns how many were applied.
 
         The version predicate makes a stale change's upsert collide with the stored ``_id``: a duplicate key
-        means the stored version is newer or equal, i.e. the change is already applied.
+        means the stored version is newer or equal, i.e. the change is already applied. Follow-state changes
+        go into ``follow_feed`` first, so a change in the projection is never missing from the feed (a
+        redelivered one is there already: same ``_id``).
         """
+        await self._feed(channel_id, changes)
         statements = [
             (
                 {"_id": f"{channel_id}:{change.user_id}", "version": {"$lt": change.version}},
@@ -319,6 +349,70 @@ class SenderStore:
             else:
                 applied += result.upserted_count + result.modified_count
         return applied
+
+    async def _feed(self, channel_id: str, changes: Sequence[MemberChanged]) -> None:
+        now = self._clock()
+        hour = hour_of(now)
+        entries = [
+            {
+                "_id": f"{channel_id}:{change.user_id}:{change.version}",
+                "channel_id": channel_id,
+                "user_id": change.user_id,
+                "version": change.version,
+                "state": change.snapshot.follow_state.value,
+                "hour": hour,
+            }
+            for change in changes
+            if FOLLOW_KINDS.intersection(change.changes)
+            or change.snapshot.follow_state is FollowState.BLOCKED
+        ]
+        for start in range(0, len(entries), BULK_BATCH):
+            try:
+                await self.follow_feed.insert_many(entries[start : start + BULK_BATCH], ordered=False)
+            except BulkWriteError as exc:  # redelivered changes: their entries are there
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+        await self._purge_feed(now)
+
+    async def _purge_feed(self, now: datetime) -> None:
+        """Drop the hours of ``follow_feed`` past :data:`FEED_KEEP` (a few hours back, once an hour)."""
+        through = hour_of(now - FEED_KEEP)
+        if through == self._feed_purged_through:
+            return
+        for back in range(6):
+            await self.follow_feed.delete_many({"hour": hour_of(now - FEED_KEEP - timedelta(hours=back))})
+        self._feed_purged_through = through
+
+    async def follow_states_since(
+        self, channel_id: str, since: datetime, now: datetime, *, fresh_s: float
+    ) -> dict[str, str] | None:
+        """Each member's latest follow state changed since ``since`` (the hour it falls in and every hour to
+        ``now``): one equality query per hour, an hour's answer reused for ``fresh_s`` (for ever once it is
+        past). ``None`` if ``since`` is older than the feed keeps."""
+        if now - since > FEED_KEEP - timedelta(hours=1):
+            return None
+        latest: dict[str, tuple[int, str]] = {}
+        moment = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        closed = hour_of(now - timedelta(minutes=5))  # hours up to here get no more entries
+        clock = asyncio.get_running_loop().time()
+        while moment <= now:
+            hour = hour_of(moment)
+            cached = self._feed_hours.get((channel_id, hour))
+            if cached is None or (hour >= closed and clock - cached[0] > fresh_s):
+                query = {"channel_id": channel_id, "hour": hour}
+                found = [
+                    doc
+                    async for doc in self.follow_feed.find(query, {"user_id": 1, "version": 1, "state": 1})
+                ]
+                cached = self._feed_hours[(channel_id, hour)] = (clock, found)
+            for doc in cached[1]:
+                if doc["user_id"] not in latest or latest[doc["user_id"]][0] < doc["version"]:
+                    latest[doc["user_id"]] = (int(doc["version"]), str(doc["state"]))
+            moment += timedelta(hours=1)
+        oldest = hour_of(now - FEED_KEEP)
+        for key in [key for key in self._feed_hours if key[1] < oldest]:
+            del self._feed_hours[key]
+        return {user_id: state for user_id, (_, state) in latest.items()}
 
     async def _apply_one_by_one(self, statements: Sequence[tuple[Doc, Doc]]) -> int:
         applied = 0
