@@ -54,7 +54,7 @@ from tagline_contracts.envelope import new_event_id
 from tagline_contracts.members import ChangeKind, FollowState, MemberChanged, MemberSnapshot
 from tagline_contracts.segments import to_mongo_query
 from tagline_contracts.sending import SegmentTarget, SendMessages, SendRequested, send_request_key
-from tagline_sender.adapters.mongo import SenderStore, projection_doc
+from tagline_sender.adapters.mongo import SenderStore, projection_doc, segment_filter
 from tagline_sender.app import create_app
 from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
 from tagline_sender.service import SenderService
@@ -481,7 +481,7 @@ async def time_segment_resolution(run: SenderRun, store: SenderStore) -> None:
     target = SegmentTarget.model_validate({"filter": {"op": "tags", "any": [TAG]}})
     now = datetime.now(UTC)
     query = to_mongo_query(target.filter, now=now, today=now.astimezone(ZoneInfo("Asia/Taipei")).date())
-    full = {"$and": [{"channel_id": CHANNEL, "follow_state": FollowState.FOLLOWED.value}, query]}
+    full = segment_filter(CHANNEL, query)  # what SenderStore.member_ids runs
     started = time.perf_counter()
     ids = [doc["user_id"] async for doc in store.members.find(full, {"user_id": 1, "_id": 0})]
     run.segment_query_s = time.perf_counter() - started

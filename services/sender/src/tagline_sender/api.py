@@ -121,7 +121,9 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
 
         ``state`` agrees with ``GET /sends/{channel}/{key}``: ``planning`` / ``planned`` match the send's own
         ``state``; a delivery state (pending, sending, sent, deferred, failed) lists every send with at least
-        one delivery in that state now, so a send is listed under each state its ``deliveries`` show."""
+        one delivery in that state now, so a send is listed under each state its ``deliveries`` show.
+
+        An admin listing, not a hot path: it walks the days with sends newest first (see the store)."""
         if state in {SendListState.PLANNING, SendListState.PLANNED, None}:
             found = await service.store.list_sends(channel_id, state.value if state else None, limit)
         else:
@@ -154,7 +156,7 @@ def register_routes(api: FastAPI, service: SenderService) -> None:
             external=doc["external"],
             remaining=doc["remaining"] if limited else None,
             marketing_headroom=service.quota.headroom(channel_id, doc["limit"]),
-            deferred_deliveries=await service.store.count_deliveries(channel_id, DeliveryState.DEFERRED),
+            deferred_deliveries=await service.store.deferred_count(channel_id),
         )
 
     @api.post("/channels/{channel_id}/estimate")

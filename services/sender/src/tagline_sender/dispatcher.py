@@ -15,13 +15,17 @@ The unit of work is a :class:`Call`: one LINE call and the deliveries it carries
 token. Usually that is one delivery. The deliveries of a reply group (every request answering one inbound
 event with its reply token, :mod:`tagline_sender.domain.replies`) make one call together:
 
-* **One reply per event**: when any member of a group comes due, the worker takes the group's lock (a
-  :class:`~tagline_platform.mongo.DocumentLock`, so the claims are exclusive on FerretDB too), claims that
-  member and every other pending member by ``_id`` (the group document lists them; no query by field), and
-  on the group's first call *seals* it: the members that fit in LINE's five message objects are recorded
-  as the call's members, the others fail with the reason. A request that joins the group later is failed as
-  late, never pushed. The call's body is the members' messages in arrival order; its outcome is recorded on
-  every member, each with its own result (request id, method, 0 billable for a reply).
+* **One reply per event**: a request joins its group with one conditional update of the open group, and
+  the group is sealed (closed to requests) with another once its gather window has passed. Which worker
+  makes the group's call is decided by a claim, like any delivery's: the worker that claims the group's
+  *lead* (its first member; once the call is decided, its first included member that is not finished)
+  claims every other member by ``_id`` (the group document lists them; no query by field), seals the group
+  if it is still open and, on the group's first call, decides it: the members that fit in LINE's five
+  message objects are recorded as the call's members, the others fail with the reason. Any member coming
+  due triggers this; a worker that cannot claim the lead leaves the group to the one that did. A request
+  that joins the group later is failed as late, never pushed. The call's body is the members' messages in
+  arrival order; its outcome is recorded on every member, each with its own result (request id, method, 0
+  billable for a reply).
 * **Crash safety as for one delivery**: the members share the claim token and the lease; a crashed worker's
   members go back to pending together (marked ambiguous), and the next attempt claims the sealed members
   again and sends the same body. A reply attempt that got no answer is never followed by a push
@@ -48,9 +52,9 @@ from decimal import Decimal
 from typing import Any
 
 from tagline_contracts.envelope import new_event_id
+from tagline_contracts.members import FollowState
 from tagline_contracts.sending import SendCategory, SendMethod, SendOutcome, SendResult
 from tagline_platform.errors import InfrastructureUnavailable
-from tagline_platform.mongo import LockTimeout
 from tagline_platform.tasks import cancel_all, utc_now
 from tagline_sender.adapters.mongo import Doc, SenderStore
 from tagline_sender.domain.delivery import (
@@ -72,9 +76,6 @@ from tagline_sender.quota import Hold, QuotaKeeper
 from tagline_sender.settings import ChannelConfig
 
 log = logging.getLogger("tagline.sender.dispatcher")
-
-PUT_BACK_S = 2.0
-"""How long a call that met a busy quota ledger lock waits before it is tried again (jittered)."""
 
 Clock = Callable[[], datetime]
 ResultPublisher = Callable[[str, str, SendResult], Awaitable[None]]  # (channel, event_id, result)
@@ -272,13 +273,6 @@ class Dispatcher:
                 await self.process(delivery_id, reply_group)
             except asyncio.CancelledError:
                 raise
-            except (
-                LockTimeout
-            ) as exc:  # settling a busy ledger: the lease runs out, the retry key answers 409
-                log.warning(
-                    "delivery attempt not recorded; its lease hands it out again",
-                    extra={"delivery_id": delivery_id, "error": str(exc)},
-                )
             except Exception:  # the lease expires and the poller hands the delivery out again
                 log.exception("delivery attempt failed", extra={"delivery_id": delivery_id})
             finally:
@@ -329,51 +323,99 @@ class Dispatcher:
             await self._attempt(call, now)
 
     async def _claim_group(self, delivery_id: str, group_id: str, now: datetime, token: str) -> Call | None:
-        """Claim a due member of a reply group and every other pending member, under the group's lock.
+        """Claim a reply group's call, if this worker can lead it; ``None`` if there is nothing to do now.
 
-        A member is due when it joined, plus the gather window; a later member restarted the window, so a
-        member that comes due before the group is put back until then. On the group's first call it is
-        sealed (:meth:`_seal`). A later call (a retry after no answer, a lease that ran out, a push fallback)
-        claims the sealed members again. A member that is not in the sealed call arrived too late: it fails,
-        it is never pushed (its token is spent).
+        The group's call is led by whoever claims its lead delivery (:meth:`_claim_lead`): a claim is one
+        atomic conditional update, so one worker leads and the others leave the group alone. The leader
+        claims every other member by ``_id`` (``due=False``), seals the group if it is still open (a request
+        that joins after that is late) and, on the group's first call, decides it (:meth:`_seal`). Until the
+        gather window has passed (a request that joined restarted it) nothing is claimed: the member that
+        came due waits for the group's time, which the member that joined last is queued for. A later call (a
+        retry after no answer, a lease that ran out, a push fallback) claims the included members again. A
+        member that is not in the decided call arrived too late: it fails, it is never pushed (its token is
+        spent).
         """
         lease = now + self._config.lease
-        left_out: list[tuple[Doc, str, str | None]] = []  # (member, reason, metric label)
-        docs: list[Doc] = []
-        async with self._store.reply_lock(group_id):
-            trigger = await self._store.claim(delivery_id, now, lease, token)
-            if trigger is None:
+        group = await self._store.get_reply_group(group_id)
+        if group is None:  # stored by a version that joined after storing, and not joined: a group of one
+            doc = await self._store.claim(delivery_id, now, lease, token)
+            return Call(token, [doc], group_id) if doc is not None else None
+        if "included" in group and delivery_id not in group["included"]:
+            await self._fail_late(delivery_id, now, lease, token)
+            return None
+        if await self._not_yet(delivery_id, group, now):
+            return None
+        decided = "included" in group
+        members = list(group["included"] if decided else group["members"])
+        lead = await self._claim_lead(members, now, lease, token, due=decided)
+        if lead is None:
+            return None  # another worker leads this call, or it is not due yet
+        if not group["sealed"]:
+            sealed = await self._close(group_id, lead, token, now)
+            if sealed is None:
                 return None
-            group = await self._store.get_reply_group(group_id)
-            sealed = bool(group and group.get("sealed"))
-            if group is not None and not sealed and group["due_at"] > now:
-                # A request joined after this one and restarted the gather window: not yet. The one that
-                # joined last is queued for the group's time (and the poller finds this one again).
-                later = {"state": DeliveryState.PENDING.value, "next_attempt_at": group["due_at"]}
-                await self._store.transition(delivery_id, token, later, ("claim",))
-                return None
-            members: list[str] = []
-            if group is not None:
-                members = list(group["included"] if sealed else group["members"])
-            if sealed and delivery_id not in members:
-                left_out.append((trigger, LATE_REASON, "late"))
-            else:
-                if delivery_id not in members:  # stored, but its planning stopped before it joined
-                    members.append(delivery_id)
-                claimed = {delivery_id: trigger}
-                for member in members:
-                    if member not in claimed:
-                        doc = await self._store.claim(member, now, lease, token, due=False)
-                        if doc is not None:
-                            claimed[member] = doc
-                docs = [claimed[m] for m in members if m in claimed]
-                if not sealed:
-                    docs, left_out = await self._seal(group_id, docs, now)
+            group, members = sealed, list(sealed["members"])
+        claimed = {lead["_id"]: lead}
+        for member in members:
+            if member not in claimed:
+                doc = await self._store.claim(member, now, lease, token, due=False)
+                if doc is not None:
+                    claimed[member] = doc
+        docs = [claimed[m] for m in members if m in claimed]
+        left_out: list[tuple[Doc, str, str | None]] = []
+        if "included" not in group:
+            docs, left_out = await self._seal(group_id, docs, now)
         for doc, reason, label in left_out:
             await self._finish(doc, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=reason)
             if label and self._on_reply_left_out:
                 self._on_reply_left_out(doc["channel_id"], label)
         return Call(token, docs, group_id) if docs else None
+
+    async def _fail_late(self, delivery_id: str, now: datetime, lease: datetime, token: str) -> None:
+        """A request that is not in its group's decided call: it arrived after the reply was sent."""
+        late = await self._store.claim(delivery_id, now, lease, token)
+        if late is not None:
+            await self._finish(late, token, DeliveryState.FAILED, SendOutcome.FAILED, reason=LATE_REASON)
+            if self._on_reply_left_out:
+                self._on_reply_left_out(late["channel_id"], "late")
+
+    async def _not_yet(self, delivery_id: str, group: Doc, now: datetime) -> bool:
+        """Whether the group cannot be sent now; the member that came due then waits (unclaimed)."""
+        if "included" not in group and delivery_id not in group["members"]:
+            # Its join found the group sealed, and the leader is deciding the call: failed once it is decided.
+            await self._store.wait_until(delivery_id, now + timedelta(seconds=self._config.poll_interval_s))
+            return True
+        if not group["sealed"] and group["due_at"] > now:
+            await self._store.wait_until(delivery_id, group["due_at"])
+            return True
+        return False
+
+    async def _close(self, group_id: str, lead: Doc, token: str, now: datetime) -> Doc | None:
+        """Seal the open group whose lead this worker claimed; the sealed group, or ``None`` (the lead handed
+        back) if a request joined after it came due and restarted the window."""
+        closed = await self._store.close_reply_group(group_id, now)
+        if closed is not None:
+            return closed
+        group = await self._store.get_reply_group(group_id)
+        if group is not None and group["sealed"]:
+            return group  # sealed by an earlier leader whose lease ran out before it decided the call
+        back = {"state": DeliveryState.PENDING.value, "next_attempt_at": group["due_at"] if group else now}
+        await self._store.transition(lead["_id"], token, back, ("claim", "lease_until"))
+        return None
+
+    async def _claim_lead(
+        self, members: list[str], now: datetime, lease: datetime, token: str, *, due: bool
+    ) -> Doc | None:
+        """Claim the first member of the call that is not finished (usually the first); ``None`` if it is
+        claimed by another worker, or not due yet. Members finish together, so one left behind by a crash
+        between their writes is led by the next."""
+        for member in members:
+            doc = await self._store.claim(member, now, lease, token, due=due)
+            if doc is not None:
+                return doc
+            if not await self._store.is_final(member):
+                return None
+        return None
 
     async def _seal(
         self, group_id: str, docs: list[Doc], now: datetime
@@ -437,14 +479,7 @@ class Dispatcher:
                 return
             method = decision.switch_to
         if method is not SendMethod.REPLY and hold is None:
-            try:
-                prepared = await self._reserve(call, method, recipients, now)
-            except LockTimeout:
-                # The quota ledger's lock stayed busy (many calls of one channel at once): nothing was sent
-                # and nothing is held, so the call goes back to pending at once instead of waiting out its
-                # lease (which would also mark it ambiguous).
-                await self._put_back(call, now)
-                return
+            prepared = await self._reserve(call, method, recipients, now)
             if prepared is None:
                 return
             method, recipients, hold = prepared
@@ -461,24 +496,12 @@ class Dispatcher:
         )
         await self._record(call, method, recipients, hold, answer, first_attempt_at)
 
-    async def _put_back(self, call: Call, now: datetime) -> None:
-        """Hand a claimed call back before any LINE call: pending again after a short jittered pause."""
-        due = now + timedelta(seconds=PUT_BACK_S * (0.5 + self._rng.random()))
-        for doc in call.docs:
-            fields = {"state": DeliveryState.PENDING.value, "next_attempt_at": due}
-            # the poller queues it again when it is due (this worker still holds it in flight)
-            await self._store.transition(doc["_id"], call.token, fields, ("claim", "lease_until"))
-        log.warning(
-            "quota ledger busy; the delivery is tried again shortly",
-            extra={"delivery_id": call.lead["_id"], "channel_id": call.lead["channel_id"]},
-        )
-
     async def _reserve(
         self, call: Call, method: SendMethod, recipients: list[str], now: datetime
     ) -> tuple[SendMethod, list[str], Hold] | None:
         """Drop blocked recipients, hold their quota; ``None`` if the call was finished or deferred."""
         lead = call.lead
-        recipients = await self._without_blocked(lead["channel_id"], lead["_id"], recipients)
+        recipients = await self._without_blocked(lead["channel_id"], lead, recipients)
         if not recipients:
             for doc in call.docs:
                 await self._finish(
@@ -498,17 +521,9 @@ class Dispatcher:
             for doc in call.docs:
                 await self._defer(doc, call.token, "monthly quota (after transactional headroom) is used up")
             return None
+        held = {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n}
         for doc in call.docs:
-            kept = await self._store.deliveries.update_one(
-                {"_id": doc["_id"], "claim": call.token},
-                {
-                    "$set": {
-                        "hold": {"ledger_id": hold.ledger_id, "hold": hold.hold, "n": hold.n},
-                        "method": method.value,
-                    }
-                },
-            )
-            if kept.modified_count != 1:
+            if not await self._store.keep_hold(doc["_id"], call.token, held, method.value):
                 # Our lease ran out and another worker claimed it: it owns the same hold (one per call) and
                 # settles it; calling LINE from here too would only risk counting the quota twice.
                 return None
@@ -628,21 +643,32 @@ class Dispatcher:
     async def _messages(self, doc: Doc) -> list[Any]:
         return list((await self._send(doc["send_id"]))["request"]["messages"])
 
-    async def _without_blocked(self, channel_id: str, delivery_id: str, recipients: list[str]) -> list[str]:
-        loop_now = asyncio.get_running_loop().time()
-        lock = self._blocked_locks.setdefault(channel_id, asyncio.Lock())
-        async with lock:  # one refresh at a time: on FerretDB this query is a full scan of the members
-            cached = self._blocked.get(channel_id)
-            if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
-                blocked = await self._store.blocked_ids(channel_id)
-                self._blocked[channel_id] = (asyncio.get_running_loop().time(), blocked)
-            else:
-                blocked = cached[1]
+    async def _without_blocked(self, channel_id: str, lead: Doc, recipients: list[str]) -> list[str]:
+        """The recipients who have not blocked the channel. Planning left out those who had; of those who
+        blocked since, ``follow_feed`` knows (the changes since the delivery was planned, a few equality
+        queries, cached). A delivery older than the feed keeps checks the channel's blocked set instead
+        (one indexed query reading every blocked member, refreshed at most every ``blocked_cache_s``)."""
+        now = self._clock()
+        states = await self._store.follow_states_since(
+            channel_id, lead["created_at"], now, fresh_s=self._config.blocked_cache_s
+        )
+        if states is not None:
+            blocked = {user for user, state in states.items() if state == FollowState.BLOCKED.value}
+        else:
+            blocked = await self._blocked_set(channel_id)
         if not blocked.intersection(recipients):
             return recipients
         kept = [u for u in recipients if u not in blocked]
-        await self._store.set_recipients(delivery_id, kept)
+        await self._store.set_recipients(lead["_id"], kept)
         return kept
+
+    async def _blocked_set(self, channel_id: str) -> set[str]:
+        loop_now = asyncio.get_running_loop().time()
+        async with self._blocked_locks.setdefault(channel_id, asyncio.Lock()):  # one refresh at a time
+            cached = self._blocked.get(channel_id)
+            if cached is None or loop_now - cached[0] > self._config.blocked_cache_s:
+                cached = self._blocked[channel_id] = (loop_now, await self._store.blocked_ids(channel_id))
+            return cached[1]
 
     def _body(
         self, method: SendMethod, recipients: list[str], messages: list[Any], doc: Doc
@@ -668,7 +694,10 @@ class Dispatcher:
             fields["deferred_reported"] = True
             result = self._result(doc, SendOutcome.DEFERRED, reason=reason)
             fields["pending_result"] = result
-        if await self._store.transition(doc["_id"], token, fields, ("claim", *unset)) and result:
+        if not await self._store.transition(doc["_id"], token, fields, ("claim", *unset)):
+            return
+        await self._store.count_deferred(doc["channel_id"], 1)
+        if result:
             await self._publish_pending({**doc, "pending_result": result})
 
     async def _finish(

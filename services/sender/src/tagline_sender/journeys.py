@@ -3,11 +3,13 @@
 Where the guarantees come from:
 
 - **A member is in a journey at most once at a time**: one enrollment document per (journey, member); a new
-  round replaces a finished one only if the journey's re-entry policy allows it (``domain.journeys``).
-- **A step is sent exactly once**: the scheduler takes the enrollment's lock, re-reads it, and sends only if
-  it is still active and due (the state predicate); the send request's idempotency key is
-  ``journey:<journey>:<user>:<round>:<step>``, so a step published again after a crash (between the publish
-  and the enrollment update) is dropped by the planner. Any number of schedulers may run.
+  round replaces a finished one only if the journey's re-entry policy allows it (``domain.journeys``), and
+  only if the document is still as it was read (one conditional update; else it is read again).
+- **A step is sent exactly once**: a scheduler claims the due step with one conditional update (on the round
+  and step it read, and no live claim), sends it, and moves the enrollment on only if it is still at that
+  step; the send request's idempotency key is ``journey:<journey>:<user>:<round>:<step>``, so a step
+  published again after a crash (between the publish and the enrollment update; the claim runs out) is
+  dropped by the planner. Any number of schedulers may run.
 - **Steps survive restarts**: due times are stored; a step found late is sent or skipped by the journey's
   catch-up rule.
 - Steps are ``marketing`` send requests, so the planner holds them back for quota headroom (deferred, not
@@ -38,6 +40,7 @@ from tagline_contracts.sending import (
     UserTarget,
     send_request_key,
 )
+from tagline_platform.errors import InfrastructureUnavailable
 from tagline_platform.kafka import Outgoing
 from tagline_sender.adapters.journeys import Doc, JourneyStore, enrollment_id
 from tagline_sender.domain.journeys import (
@@ -56,6 +59,12 @@ from tagline_sender.domain.journeys import (
 log = logging.getLogger("tagline.sender.journeys")
 
 BLOCK_WINDOW = timedelta(hours=48)
+STEP_LEASE = timedelta(seconds=60)
+"""How long a scheduler's claim of a due step lasts; one that crashed is replaced after it (and the step's
+send request, published again, is dropped by the planner as a duplicate)."""
+JOURNEY_WAIT = timedelta(hours=1)
+"""A due step of a disabled journey is looked at again after this long (or when the journey is enabled)."""
+WRITE_ATTEMPTS = 5
 Publish = Callable[[Outgoing], Awaitable[None]]
 
 
@@ -184,62 +193,78 @@ class JourneyRunner:
         now: datetime,
     ) -> None:
         eid = enrollment_id(journey_id, change.user_id)
-        async with self._store.locked(eid):
+        for _ in range(WRITE_ATTEMPTS):
             doc = await self._store.get_enrollment(eid)
-            was_in: bool | None = None
-            in_segment: bool | None = None
-            if isinstance(spec.trigger, SegmentEntered):
-                # a member seen for the first time counts as not having been in the segment
-                was_in = bool(doc.get("in_segment")) if doc else False
-                in_segment = matches(
-                    spec.trigger.segment, change.snapshot, now=now, today=now.astimezone(spec.zone).date()
-                )
-                if doc is not None and was_in == in_segment:
-                    return
-            go = triggered(spec, kinds, change.tags_added, change.snapshot, was_in_segment=was_in, now=now)
-            previous = EnrollmentState(doc["state"]) if doc and doc.get("state") else None
-            base: Doc = doc or {
-                "_id": eid,
-                "journey_id": journey_id,
-                "channel_id": channel_id,
-                "user_id": change.user_id,
-                "round": 0,
-                "state": None,
+            if await self._enroll(channel_id, journey_id, spec, change, doc, kinds=kinds, now=now):
+                return
+        raise InfrastructureUnavailable(f"enrollment {eid} kept changing while a member change was applied")
+
+    async def _enroll(
+        self,
+        channel_id: str,
+        journey_id: str,
+        spec: JourneySpec,
+        change: MemberChanged,
+        doc: Doc | None,
+        *,
+        kinds: set[str],
+        now: datetime,
+    ) -> bool:
+        """Apply the change to the enrollment as read (``doc``); ``False`` if it changed meanwhile."""
+        was_in: bool | None = None
+        in_segment: bool | None = None
+        if isinstance(spec.trigger, SegmentEntered):
+            # a member seen for the first time counts as not having been in the segment
+            was_in = bool(doc.get("in_segment")) if doc else False
+            in_segment = matches(
+                spec.trigger.segment, change.snapshot, now=now, today=now.astimezone(spec.zone).date()
+            )
+            if doc is not None and was_in == in_segment:
+                return True
+        go = triggered(spec, kinds, change.tags_added, change.snapshot, was_in_segment=was_in, now=now)
+        previous = EnrollmentState(doc["state"]) if doc and doc.get("state") else None
+        base: Doc = doc or {
+            "_id": enrollment_id(journey_id, change.user_id),
+            "journey_id": journey_id,
+            "channel_id": channel_id,
+            "user_id": change.user_id,
+            "round": 0,
+            "state": None,
+        }
+        if go and change.snapshot.follow_state is not FollowState.BLOCKED and may_enroll(spec, previous):
+            enrolled = {
+                **{k: v for k, v in base.items() if k not in {"claim_until", "waiting", "due_slot"}},
+                "round": int(base["round"]) + 1,
+                "state": EnrollmentState.ACTIVE.value,
+                "step": 0,
+                "enrolled_at": now,
+                "next_due_at": due_at(spec, spec.steps[0], now),
+                "in_segment": in_segment,
+                # the member as the enrolling change saw them: the runner's fallback while the
+                # ``members`` projection (another consumer group) has not caught up with this change
+                "member_version": change.version,
+                "member_json": change.snapshot.model_dump_json(),
             }
-            if go and change.snapshot.follow_state is not FollowState.BLOCKED and may_enroll(spec, previous):
-                enrolled = {
-                    **base,
-                    "round": int(base["round"]) + 1,
-                    "state": EnrollmentState.ACTIVE.value,
-                    "step": 0,
-                    "enrolled_at": now,
-                    "next_due_at": due_at(spec, spec.steps[0], now),
-                    "in_segment": in_segment,
-                    # the member as the enrolling change saw them: the runner's fallback while the
-                    # ``members`` projection (another consumer group) has not caught up with this change
-                    "member_version": change.version,
-                    "member_json": change.snapshot.model_dump_json(),
-                }
-                await self._store.put_enrollment(enrolled)
-                await self._event(enrolled, 0, "entered", now)
-            elif in_segment is not None:
-                await self._store.put_enrollment({**base, "in_segment": in_segment})
+            if not await self._store.write_enrollment(enrolled, doc, now):
+                return False
+            await self._event(enrolled, 0, "entered", now)
+            return True
+        if in_segment is not None:
+            return await self._store.set_in_segment(base, doc is not None, in_segment)
+        return True
 
     async def _blocked(self, journey_id: str, user_id: str, now: datetime) -> None:
         eid = enrollment_id(journey_id, user_id)
-        if await self._store.get_enrollment(eid) is None:
+        doc = await self._store.get_enrollment(eid)
+        if doc is None:
             return
-        async with self._store.locked(eid):
-            doc = await self._store.get_enrollment(eid)
-            if doc is None:
-                return
-            sent_at, sent_step = doc.get("last_sent_at"), doc.get("last_sent_step")
-            if sent_at is not None and sent_step is not None and now - sent_at <= BLOCK_WINDOW:
-                await self._event(doc, int(sent_step), "blocked_within_48h", now)
-            if doc.get("state") == EnrollmentState.ACTIVE.value:
-                doc = {**doc, "state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
-                await self._store.put_enrollment(doc)
-                await self._event(doc, int(doc["step"]), "exited", now)
+        sent_at, sent_step = doc.get("last_sent_at"), doc.get("last_sent_step")
+        if sent_at is not None and sent_step is not None and now - sent_at <= BLOCK_WINDOW:
+            await self._event(doc, int(sent_step), "blocked_within_48h", now)
+        if doc.get("state") == EnrollmentState.ACTIVE.value:
+            left = await self._store.exit_enrollment(eid, now)
+            if left is not None:
+                await self._event(left, int(left["step"]), "exited", now)
 
     # ---- the scheduler ---------------------------------------------------------------------------------
     async def run_due(self) -> int:
@@ -247,38 +272,35 @@ class JourneyRunner:
         now = self._clock()
         done = 0
         for found in await self._store.due_enrollments(now, self._batch):
-            async with self._store.locked(found["_id"]):
-                doc = await self._store.get_enrollment(found["_id"])
-                if (
-                    doc is None
-                    or doc.get("state") != EnrollmentState.ACTIVE.value
-                    or doc.get("next_due_at") is None
-                    or doc["next_due_at"] > now
-                ):
-                    continue  # another scheduler took it, or it changed
-                spec = self._cache.get(doc["journey_id"])
-                if spec is None or not spec.enabled:
-                    continue  # deleted or disabled: its members wait where they are
-                await self._run_step(doc, spec, now)
-                done += 1
+            spec = self._cache.get(found["journey_id"])
+            if spec is None and await self._store.get_journey(found["journey_id"]) is None:
+                await self._store.park(found)  # deleted: its members wait where they are
+                continue
+            if spec is None or not spec.enabled:  # disabled, or created moments ago on another instance
+                await self._store.wait_for_journey(found, now + JOURNEY_WAIT, now)
+                continue
+            if not await self._store.claim_step(found, now + STEP_LEASE):
+                continue  # another scheduler took it, or it changed
+            await self._run_step(found, spec, now)
+            done += 1
         return done
 
     async def _run_step(self, doc: Doc, spec: JourneySpec, now: datetime) -> None:
         index = int(doc["step"])
         step = spec.steps[index] if index < len(spec.steps) else None
         if step is None:  # the journey lost steps since: this round is over
-            await self._store.put_enrollment(
-                {**doc, "state": EnrollmentState.COMPLETED.value, "next_due_at": None}
+            await self._store.finish_step(
+                doc, {"state": EnrollmentState.COMPLETED.value, "next_due_at": None}, now
             )
             return
         due = doc["next_due_at"]
         member = member_at_step(await self._store.member(doc["channel_id"], doc["user_id"]), doc)
         if member.follow_state is FollowState.BLOCKED:
-            await self._store.put_enrollment(
-                {**doc, "state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
-            )
-            await self._event(doc, index, "exited", now)
+            exited = {"state": EnrollmentState.EXITED.value, "exited_at": now, "next_due_at": None}
+            if await self._store.finish_step(doc, exited, now):
+                await self._event(doc, index, "exited", now)
             return
+        fields: Doc = {}
         if late_action(spec, due, now) is LateAction.SKIP:
             await self._event(doc, index, "skipped", now)
         else:
@@ -286,15 +308,15 @@ class JourneyRunner:
             if messages:
                 await self._send(doc, index, branch, messages, now)
                 await self._event(doc, index, "sent", now, branch=branch)
-                doc = {**doc, "last_sent_at": now, "last_sent_step": index}
+                fields |= {"last_sent_at": now, "last_sent_step": index}
             else:
                 await self._event(doc, index, "nothing", now, branch=branch)
         if index + 1 < len(spec.steps):
-            doc = {**doc, "step": index + 1, "next_due_at": due_at(spec, spec.steps[index + 1], due)}
+            fields |= {"step": index + 1, "next_due_at": due_at(spec, spec.steps[index + 1], due)}
         else:
-            doc = {**doc, "step": index + 1, "state": EnrollmentState.COMPLETED.value, "next_due_at": None}
+            fields |= {"step": index + 1, "state": EnrollmentState.COMPLETED.value, "next_due_at": None}
             await self._event(doc, index, "completed", now)
-        await self._store.put_enrollment(doc)
+        await self._store.finish_step(doc, fields, now)
 
     async def _send(
         self, doc: Doc, index: int, branch: str, messages: list[dict[str, Any]], now: datetime
@@ -358,8 +380,8 @@ class JourneyRunner:
 
     async def stats(self, journey_id: str) -> dict[str, Any]:
         steps: dict[int, dict[str, int]] = {}
-        for row in await self._store.counts(journey_id):
-            steps.setdefault(int(row["_id"]["step"]), {})[row["_id"]["kind"]] = int(row["count"])
+        for (step, kind), count in (await self._store.counts(journey_id)).items():
+            steps.setdefault(step, {})[kind] = count
         entered = sum(s.get("entered", 0) for s in steps.values())
         return {
             "journey_id": journey_id,

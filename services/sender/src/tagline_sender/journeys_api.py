@@ -8,7 +8,7 @@ scheduler within ``TAGLINE_SENDER_JOURNEY_REFRESH_S``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
@@ -33,6 +33,18 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _save(service: SenderService, doc: dict[str, Any]) -> None:
+    """Store a changed definition and tell this instance's cache. An enabled journey's members whose steps
+    came due while it was disabled are looked for again once every instance has reloaded it."""
+    await service.journey_store.replace_journey(doc)
+    spec = JourneySpec.model_validate(doc["spec"])
+    service.journey_cache.put(doc["_id"], doc["channel_id"], spec)
+    if spec.enabled:
+        now = service.clock()
+        later = now + timedelta(seconds=2 * service.settings.journey_refresh_s)
+        await service.journey_store.requeue(doc["_id"], later, now)
+
+
 def register_journey_routes(api: FastAPI, service: SenderService) -> None:
     store = service.journey_store
     cache = service.journey_cache
@@ -55,8 +67,7 @@ def register_journey_routes(api: FastAPI, service: SenderService) -> None:
         return doc
 
     async def save(doc: dict[str, Any]) -> dict[str, Any]:
-        await store.replace_journey(doc)
-        cache.put(doc["_id"], doc["channel_id"], JourneySpec.model_validate(doc["spec"]))
+        await _save(service, doc)
         return _view(doc)
 
     @api.post("/channels/{channel_id}/journeys", status_code=201, tags=["journeys"])

@@ -35,6 +35,10 @@ from tagline_sender.settings import ChannelConfig
 
 log = logging.getLogger("tagline.sender.planner")
 
+BLOCKED_LOOKUP_MAX = 500
+"""Lists of at most this many recipients are checked for blocked members one read by ``_id`` each; longer
+ones against the channel's blocked set (one query whose cost is the channel's blocked members)."""
+
 Enqueue = Callable[[str, str, datetime, str | None], None]  # (delivery, category, due, reply group)
 
 
@@ -80,7 +84,10 @@ class Planner:
             blocked_one = await self._store.has_blocked(channel_id, target.user_id)
             return [] if blocked_one else [target.user_id]
         ids = sorted(set(target.user_ids))
-        blocked = await self._store.blocked_ids(channel_id)
+        if len(ids) <= BLOCKED_LOOKUP_MAX:  # a short list: one read by _id per recipient
+            blocked = await self._store.blocked_among(channel_id, ids)
+        else:  # a long one: the channel's blocked members, one indexed query
+            blocked = await self._store.blocked_ids(channel_id)
         return [u for u in ids if u not in blocked]
 
     async def plan(self, channel_id: str, request: SendMessages, *, partition: int, event_id: str) -> str:
@@ -177,12 +184,11 @@ class Planner:
         )
         if not grouped or reply is None:
             return await self._store.add_delivery(delivery, batch)
-        received_at = reply.received_at
         return await self._store.add_reply_delivery(
             delivery,
             batch,
             reply_group_id(delivery["channel_id"], reply.token),
-            lambda: gather_until(self._clock(), received_at, self._reply_gather, self._reply_ttl),
+            gather_until(self._clock(), reply.received_at, self._reply_gather, self._reply_ttl),
         )
 
     async def _planned_nothing(  # noqa: PLR0917 - private

@@ -57,7 +57,7 @@ class SenderService:
         self.lag = ConsumerLag(settings.kafka_bootstrap_servers, self.consumers)
         self.readiness = Readiness(self.consumers)
         self.mongo = create_mongo_client(settings.mongodb_url, app_name="tagline-sender")
-        self.store = SenderStore(self.mongo[settings.database])
+        self.store = SenderStore(self.mongo[settings.database], clock=clock)
         self.line = line or SdkLineGateway(
             settings.line_api_url, timeout_s=settings.request_timeout_s, pool_size=settings.concurrency * 2
         )
@@ -140,6 +140,7 @@ class SenderService:
         await wait_for_coordinators(self.settings.kafka_bootstrap_servers, self.consumers.groups)
         self.readiness.starting("connecting")
         await self.store.ensure_indexes()
+        await self.journey_store.ensure_indexes()
         if not self.channels:
             log.warning(
                 "no channels configured (TAGLINE_SENDER_CHANNELS / _FILE): every request is dead-lettered"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -137,9 +138,9 @@ async def _count(sender: Any, query: dict[str, Any]) -> bool:
     return bool(await sender.service.store.members.count_documents(query))
 
 
-async def _send_state(sender: Any, key: str) -> bool:
+async def _send_state(sender: Any, key: str, state: str = "failed") -> bool:
     summary = await sender.service.store.delivery_summary(f"{CHANNEL}:{key}")
-    return "failed" in summary
+    return state in summary
 
 
 async def test_monthly_limit_answer_defers_and_resumes_when_the_limit_rises(
@@ -312,34 +313,27 @@ async def _ledger_used(sender: Any, n: int) -> bool:
     return bool((await sender.client.get(f"/channels/{CHANNEL}/quota")).json()["used"] == n)
 
 
-async def test_a_busy_quota_ledger_puts_the_call_back_at_once_not_after_its_lease(
+async def test_a_friend_who_blocks_after_the_planning_is_not_sent_to(
     start_sender: Any, publish: Any, line: Any, eventually: Eventually
 ) -> None:
-    """Many calls of one channel reserve quota under one ledger lock; one that cannot get it in time was not
-    sent and holds nothing, so it is pending again after a short pause (not after its 60 s lease, and not
-    marked ambiguous), and it is sent once, counted once."""
-    from tagline_platform.mongo import LockTimeout  # noqa: PLC0415 - only this test injects the fault
-
-    async with start_sender(lease_s=60.0) as sender:
-        store = sender.service.store
-        reserve, busy = store.reserve, [2]
-
-        async def contended(*args: Any, **kwargs: Any) -> bool:
-            if busy[0]:
-                busy[0] -= 1
-                raise LockTimeout("lock 'quota:…' still held after 30.0s")
-            return bool(await reserve(*args, **kwargs))
-
-        store.reserve = contended
-        await publish.send(request("busy-1", user("U1")))
-        await eventually(lambda: line.emu.deliveries(CHANNEL).get("U1") == 1, timeout_s=20, what="the push")
-
-        async def settled() -> bool:  # LINE has it; the sender records "sent" just after
-            found = await store.deliveries.find_one({"key": "busy-1"})
-            return bool(found and found["state"] != DeliveryState.SENDING.value)
-
-        await eventually(settled, what="the delivery settled")
-        [delivery] = await store.deliveries.find({"key": "busy-1"}).to_list()
-        quota = (await sender.client.get(f"/channels/{CHANNEL}/quota")).json()
-    assert busy == [0] and not delivery.get("ambiguous")
-    assert delivery["state"] == DeliveryState.SENT.value and quota["used"] == 1
+    """Planning left out who had blocked; who blocks between the planning and the call is left out by the
+    dispatcher (from the follow-state changes since the planning), and one who unblocks again is not."""
+    async with start_sender() as sender:
+        for uid in ("U1", "U2", "U3"):
+            await publish.member(uid)
+        await eventually(
+            lambda: sender.service.store.members.find_one({"_id": f"{CHANNEL}:U3"}), what="the projection"
+        )
+        later = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+        await publish.send(
+            request("later-1", {"kind": "users", "user_ids": ["U1", "U2", "U3"]}, not_before=later)
+        )
+        await eventually(lambda: _send_state(sender, "later-1", "pending"), what="the planning")
+        line.emu.block(CHANNEL, "U2", "U3")
+        await publish.member("U2", version=2, state=FollowState.BLOCKED)
+        await publish.member("U3", version=2, state=FollowState.BLOCKED)
+        await publish.member("U3", version=3)  # back again before the call
+        line.emu.unblock(CHANNEL, "U3")
+        await eventually(lambda: len(line.emu.deliveries(CHANNEL)) == 2, timeout_s=20, what="the multicast")
+    assert set(line.emu.deliveries(CHANNEL)) == {"U1", "U3"}
+    assert line.emu.blocked_attempts(CHANNEL) == {}
