@@ -14,6 +14,7 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,14 @@ class Latency:
             max(values_ms, default=None),
         )
 
+    def minus(self, ms: float) -> Latency:
+        """The same latencies less ``ms`` each (what is left beyond a fixed wait)."""
+
+        def less(value: float | None) -> float | None:
+            return None if value is None else value - ms
+
+        return Latency(self.count, less(self.p50), less(self.p95), less(self.p99), less(self.max))
+
     def text(self) -> str:
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value:,.0f}"
@@ -206,9 +215,13 @@ class EmulatorProcess:
     async def usage(self, channel: str) -> int:
         return int((await self.get(f"/channels/{channel}/usage"))["totalUsage"])
 
-    async def accepted(self, channel: str) -> int:
-        """Requests on ``channel`` answered 200 so far (sends, and quota reads if any)."""
-        return int((await self.get("/requests", channel=channel, status=200, limit=0))["total"])
+    async def accepted(self, channel: str, *endpoints: str) -> int:
+        """Requests to ``endpoints`` (``push``, ``reply``…) on ``channel`` answered 200 so far."""
+        total = 0
+        for endpoint in endpoints:
+            found = await self.get("/requests", channel=channel, endpoint=endpoint, status=200, limit=0)
+            total += int(found["total"])
+        return total
 
     async def requests(self, channel: str) -> list[dict[str, Any]]:
         """Every request on ``channel``, in arrival order, with ``wallTime`` and the ``recipients``."""
@@ -234,6 +247,73 @@ class EmulatorProcess:
     def cpu_seconds(self) -> float:
         times = psutil.Process(self.process.pid).cpu_times()
         return times.user + times.system
+
+
+SEND_ENDPOINTS = ("reply", "push", "multicast")
+
+
+@dataclass
+class Calls:
+    """What the emulator recorded for one channel: the count per ``endpoint status``, and per recipient its
+    accepted sends and the first one's arrival (``wallTime``, seconds since the epoch) and endpoint."""
+
+    statuses: dict[str, int] = field(default_factory=dict)
+    accepted: Counter[str] = field(default_factory=Counter)
+    first: dict[str, tuple[float, str]] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)  # error message -> count (4xx/5xx answers)
+
+    @classmethod
+    def of(cls, requests: Iterable[Mapping[str, Any]]) -> Calls:
+        calls = cls()
+        statuses: Counter[str] = Counter()
+        refused: Counter[str] = Counter()
+        for request in requests:
+            statuses[f"{request['endpoint']} {request['status']}"] += 1
+            if request["endpoint"] not in SEND_ENDPOINTS:
+                continue
+            if not request["accepted"]:
+                refused[str(request["error"])] += 1
+                continue
+            for user in request.get("recipients", ()):
+                calls.accepted[user] += 1
+                calls.first.setdefault(user, (float(request["wallTime"]), str(request["endpoint"])))
+        calls.statuses = dict(sorted(statuses.items()))
+        calls.refused = dict(refused)
+        return calls
+
+    def count(self, suffix: str) -> int:
+        """Requests whose ``endpoint status`` ends with ``suffix`` (`` 409``, ``reply 200``…)."""
+        return sum(n for key, n in self.statuses.items() if key.endswith(suffix))
+
+
+async def wait_for_calls(
+    emulator: EmulatorProcess,
+    channel: str,
+    endpoints: Sequence[str],
+    target: int,
+    *,
+    deadline: float,
+    stall_s: float,
+    label: str,
+) -> str:
+    """Poll the emulator until ``target`` calls to ``endpoints`` on ``channel`` were accepted: ``"done"``,
+    ``"timed out"`` (``deadline``, a ``time.perf_counter()``) or ``"stalled"`` (none for ``stall_s``)."""
+    seen, last_change, last_report = -1, time.perf_counter(), time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        count = await emulator.accepted(channel, *endpoints)
+        if count != seen:
+            seen, last_change = count, now
+        if count >= target:
+            return "done"
+        if now > deadline:
+            return "timed out"
+        if now - last_change > stall_s:
+            return "stalled"
+        if now - last_report > 15:
+            last_report = now
+            print(f"  {label}: {count:,} / {target:,} calls accepted", flush=True)
+        await asyncio.sleep(0.25)
 
 
 @contextlib.asynccontextmanager
@@ -338,11 +418,13 @@ async def running_stack(
     channel_id: str,
     emulator: EmulatorProcess,
     overrides: Mapping[str, Mapping[str, str]] | None = None,
+    channel_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """``services`` each as its own process (:class:`~tagline_testing.stack.Stack`, as the end-to-end tests
     start them) but with their deployed settings (:func:`as_deployed`), ``TAGLINE_TOPIC_PARTITIONS`` at its
     default, the sender calling ``emulator`` with ``channel_id`` as access token. Logs in
-    ``.local/bench/<label>/<service>.log``. Stopped (SIGTERM) and their databases dropped afterwards."""
+    ``.local/bench/<label>/<service>.log``. ``channel_settings``: more of the sender's settings for the
+    channel (``marketing_headroom_ratio``…). Stopped (SIGTERM) and their databases dropped afterwards."""
     workdir = CACHE / label
     shutil.rmtree(workdir, ignore_errors=True)
     partitions = ServiceSettings.model_fields["topic_partitions"].get_default()
@@ -356,9 +438,13 @@ async def running_stack(
         partitions=int(partitions),
     )
     stack = Stack(config)
-    as_deployed(
-        stack, services, {"sender": {"TAGLINE_SENDER_LINE_API_URL": emulator.url}, **(overrides or {})}
-    )
+    if channel_settings:
+        channels = json.loads(stack.channels_file.read_text(encoding="utf-8"))
+        channels[channel_id].update(channel_settings)
+        stack.channels_file.write_text(json.dumps(channels), encoding="utf-8")
+    wiring = {"sender": {"TAGLINE_SENDER_LINE_API_URL": emulator.url}}
+    merged = {name: {**wiring.get(name, {}), **(overrides or {}).get(name, {})} for name in services}
+    as_deployed(stack, services, merged)
     try:
         await stack.start(*services)
         yield stack
