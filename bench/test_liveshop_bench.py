@@ -57,13 +57,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench.common import CpuClock, cpu_used, percentile, user_ids
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.live import LiveComment, LiveCommentRecord, session_key
 from tagline_platform.kafka import PRODUCER_CONFIG, ensure_topics
 from tagline_platform.mongo import create_mongo_client
 from tagline_testing.envvars import env_float, env_int
-from tagline_testing.processes import cpu_seconds, free_port, listener_pid
+from tagline_testing.processes import free_port, listener_pid
 from tagline_testing.waiting import eventually
 
 pytestmark = pytest.mark.bench
@@ -264,13 +265,6 @@ class LoadMaker:
         return load
 
 
-def _buyer_ids(count: int, rng: random.Random) -> list[str]:
-    ids: set[str] = set()
-    while len(ids) < count:
-        ids.add(f"U{rng.getrandbits(128):032x}")
-    return sorted(ids)
-
-
 async def publish(kafka_bootstrap: str, topic: str, records: Sequence[Record]) -> float:
     """Every record, as fast as the producer takes them; returns records/s."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **PRODUCER_CONFIG)
@@ -400,24 +394,6 @@ async def metrics(shop: Process) -> dict[str, float]:
     return values
 
 
-class CpuClock:
-    """CPU seconds so far of the processes that share the machine (None when unknown)."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        self.pids = pids
-
-    def read(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-
-
-def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float | None]:
-    used: dict[str, float | None] = {}
-    for name, end in after.items():
-        start = before.get(name)
-        used[name] = None if start is None or end is None else end - start
-    return used
-
-
 # --- the drain --------------------------------------------------------------------------------------------
 
 
@@ -450,7 +426,7 @@ class Drain:
     def from_start(self) -> float:
         return self.distinct / self.done_s if self.done_s else 0.0
 
-    def cpu_pct(self, name: str) -> float | None:
+    def cpupercentile(self, name: str) -> float | None:
         used = self.cpu_s.get(name)
         if used is None or self.first_s is None or self.done_s is None or self.done_s <= self.first_s:
             return None
@@ -510,13 +486,6 @@ async def measure_drain(
 # --- the latency ------------------------------------------------------------------------------------------
 
 
-def _pct(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 @dataclass
 class Step:
     rate: float
@@ -540,7 +509,7 @@ class Step:
     missing: list[str] = field(default_factory=list)
 
     def pct(self, q: float, *, kafka: bool = False) -> float | None:
-        return _pct(self.kafka_latencies_ms if kafka else self.latencies_ms, q)
+        return percentile(self.kafka_latencies_ms if kafka else self.latencies_ms, q)
 
     def quarters(self, q: float) -> list[float | None]:
         """The ``q`` percentile of the comments scheduled in each quarter of the step."""
@@ -548,13 +517,13 @@ class Step:
         parts: list[list[float]] = [[], [], [], []]
         for offset, latency in zip(self.offsets_s, self.latencies_ms, strict=True):
             parts[min(3, int(4 * offset / span))].append(latency)
-        return [_pct(part, q) for part in parts]
+        return [percentile(part, q) for part in parts]
 
     @property
     def achieved(self) -> float:
         return self.sent / self.send_seconds if self.send_seconds else 0.0
 
-    def cpu_pct(self, name: str) -> float | None:
+    def cpupercentile(self, name: str) -> float | None:
         used = self.cpu_s.get(name)
         seconds = self.send_seconds + (self.last_after_send_s or 0.0)
         return None if used is None or seconds <= 0 else 100 * used / seconds
@@ -865,7 +834,7 @@ def report(drain: Drain, drain_load: Load, steps: list[Step], checks: Checks) ->
         ),
         (
             "drain CPU, % of one core: liveshop / FerretDB / Kafka / bench",
-            " / ".join(_fmt(drain.cpu_pct(n), 0, " %") for n in CPU_NAMES),
+            " / ".join(_fmt(drain.cpupercentile(n), 0, " %") for n in CPU_NAMES),
         ),
         (
             "drain CPU per comment: liveshop / FerretDB",
@@ -910,7 +879,7 @@ def report(drain: Drain, drain_load: Load, steps: list[Step], checks: Checks) ->
             ),
             (
                 f"latency @ {step.rate:,.0f}/s: CPU % liveshop / FerretDB / Kafka / bench",
-                " / ".join(_fmt(step.cpu_pct(n), 0, " %") for n in CPU_NAMES),
+                " / ".join(_fmt(step.cpupercentile(n), 0, " %") for n in CPU_NAMES),
             ),
         ]
     if checks.ran:
@@ -1044,7 +1013,7 @@ async def test_liveshop_turns_comments_into_orders_fast_and_never_oversells(
         namespace.rstrip(".").replace(".", "_"),
         {"ferretdb": listener_pid(mongodb_url), "kafka": listener_pid(kafka_bootstrap)},
     )
-    maker = LoadMaker(_buyer_ids(BUYERS, random.Random(2007)), seed=2007)
+    maker = LoadMaker(user_ids(BUYERS, random.Random(2007)), seed=2007)
     comments_topic = setup.topic(topics.LIVE_COMMENTS)
     print(
         f"\nliveshop benchmark: {COMMENTS:,} comments over {SESSIONS} sessions from {BUYERS:,} buyers",

@@ -26,29 +26,31 @@ import contextlib
 import json
 import os
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
-from linebot.v3.messaging import (
-    AsyncApiClient,
-    AsyncMessagingApi,
-    Configuration,
-    PushMessageRequest,
-    TextMessage,
-)
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench.common import (
+    CACHE,
+    BaselineRun,
+    CpuMeter,
+    EmulatorProcess,
+    check,
+    cpu_text,
+    run_baseline,
+    running_emulator,
+    table,
+    user_ids,
+)
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
 from tagline_contracts.members import ChangeKind, FollowState, MemberChanged, MemberSnapshot
@@ -60,7 +62,7 @@ from tagline_sender.domain.ratelimit import DEFAULT_LIMITS
 from tagline_sender.service import SenderService
 from tagline_sender.settings import SenderSettings
 from tagline_testing.envvars import env_int
-from tagline_testing.processes import cpu_seconds, free_port, listener_pid
+from tagline_testing.processes import listener_pid
 from tagline_testing.waiting import eventually
 
 pytestmark = pytest.mark.bench
@@ -77,9 +79,6 @@ SEED_IN_FLIGHT = 2  # bulk writes in flight while seeding
 SHAPE_CHECK = 200  # members seeded through apply_member_changes itself
 CONCURRENCY = 32
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".local" / "bench"
-
 CHANNEL = "2006000001"
 BASELINE_CHANNEL = "2006000002"
 WARM_UP_CHANNEL = "2006000003"
@@ -89,107 +88,7 @@ MULTICAST_LIMIT = DEFAULT_LIMITS["multicast"].limit  # LINE's 200 requests per s
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 
 
-# --- the emulator, as its own process ---------------------------------------------------------------------
-
-
-@dataclass
-class EmulatorProcess:
-    process: asyncio.subprocess.Process
-    url: str
-    control: httpx.AsyncClient
-
-    async def get(self, path: str, **params: Any) -> Any:
-        response = await self.control.get(f"/_emulator{path}", params=params)
-        response.raise_for_status()
-        return response.json()
-
-    async def write(self, method: str, path: str, body: Any) -> Any:
-        response = await self.control.request(method, f"/_emulator{path}", json=body)
-        response.raise_for_status()
-        return response.json()
-
-    async def usage(self, channel: str) -> int:
-        return int((await self.get(f"/channels/{channel}/usage"))["totalUsage"])
-
-    def cpu_seconds(self) -> float:
-        times = psutil.Process(self.process.pid).cpu_times()
-        return times.user + times.system
-
-
-@contextlib.asynccontextmanager
-async def running_emulator() -> AsyncIterator[EmulatorProcess]:
-    port = free_port()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    log = CACHE / "sender-bench-emulator.log"
-    with log.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tagline_line_emulator",
-            "--port",
-            str(port),
-            "--channels",  # each bench channel's access token is its channel id
-            json.dumps({channel: channel for channel in (CHANNEL, BASELINE_CHANNEL, WARM_UP_CHANNEL)}),
-            "--log-level",
-            "warning",
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=300.0) as control:
-        emulator = EmulatorProcess(process, url, control)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.returncode is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-3000:]
-                    pytest.fail(f"the LINE emulator did not start (exit code {process.returncode}):\n{tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await control.get("/_emulator/health")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)
-            yield emulator
-        finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 20)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
-# --- CPU of the processes that share the machine ----------------------------------------------------------
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds per process between ``start()`` and ``stop()``."""
-
-    pids: dict[str, int | None]
-    before: dict[str, float | None] = field(default_factory=dict)
-    used: dict[str, float | None] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-
-    def stop(self) -> dict[str, float | None]:
-        for name, pid in self.pids.items():
-            now, then = cpu_seconds(pid), self.before.get(name)
-            self.used[name] = None if now is None or then is None else now - then
-        return self.used
-
-
 # --- seeding the sender's member projection ---------------------------------------------------------------
-
-
-def _user_ids(count: int, rng: random.Random) -> list[str]:
-    """``count`` distinct LINE-style user ids (``U`` + 32 hex digits)."""
-    ids: set[str] = set()
-    while len(ids) < count:
-        ids.add(f"U{rng.getrandbits(128):032x}")
-    return list(ids)
 
 
 def _change(user_id: str, state: FollowState, tags: list[str]) -> MemberChanged:
@@ -303,19 +202,6 @@ class SenderRun:
     @property
     def recipients_per_s(self) -> float:
         return self.delivered / self.total_s if self.total_s else 0.0
-
-
-@dataclass
-class BaselineRun:
-    sample: int
-    seconds: float = 0.0
-    accepted: int = 0
-    delivered: int = 0
-    cpu_s: float | None = None
-
-    @property
-    def recipients_per_s(self) -> float:
-        return self.delivered / self.seconds if self.seconds else 0.0
 
 
 def _settings(
@@ -515,34 +401,6 @@ async def _wait_until_idle(pid: int | None, timeout_s: float = 900.0) -> float |
         return None
 
 
-# --- the baseline -----------------------------------------------------------------------------------------
-
-
-async def run_baseline(emulator: EmulatorProcess, recipients: list[str]) -> BaselineRun:
-    """One ``push_message`` per recipient, one after the other, as in line-bot-sdk's examples."""
-    run = BaselineRun(len(recipients))
-    me = psutil.Process()
-    warm_up = Configuration(host=emulator.url, access_token=WARM_UP_CHANNEL)
-    async with AsyncApiClient(warm_up) as client:  # first-call costs (imports, connection) not measured
-        await AsyncMessagingApi(client).push_message(
-            PushMessageRequest(to=recipients[0], messages=[TextMessage(text=TEXT)])
-        )
-    config = Configuration(host=emulator.url, access_token=BASELINE_CHANNEL)
-    async with AsyncApiClient(config) as client:
-        api = AsyncMessagingApi(client)
-        cpu_before = me.cpu_times()
-        started = time.perf_counter()
-        for user_id in recipients:
-            await api.push_message(PushMessageRequest(to=user_id, messages=[TextMessage(text=TEXT)]))
-            run.accepted += 1
-        run.seconds = time.perf_counter() - started
-        cpu_after = me.cpu_times()
-    run.cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
-    deliveries = await emulator.get(f"/channels/{BASELINE_CHANNEL}/deliveries")
-    run.delivered = int(deliveries["recipients"])
-    return run
-
-
 # --- the report -------------------------------------------------------------------------------------------
 
 
@@ -550,17 +408,7 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
-def _check(ok: bool) -> str:
-    return "ok" if ok else "FAILED"
-
-
 def report(run: SenderRun, baseline: BaselineRun | None) -> str:
-    cpu = run.cpu_s
-    seconds = run.total_s or 0.0
-    cpu_text = ", ".join(
-        f"{name} {100 * v / seconds:,.0f} %" if v is not None and seconds else f"{name} -"
-        for name, v in cpu.items()
-    )
     rows: list[tuple[str, str, str]] = [
         ("members (followed, tagged)", f"{run.members:,}", ""),
         ("  + blocked (tagged) / followed untagged", f"{run.blocked:,} / {run.untagged:,}", ""),
@@ -577,7 +425,7 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
             "publish -> all delivered (total)"
             + (" TIMED OUT" if run.timed_out else " STALLED: nothing left to send" if run.stalled else ""),
             _s(run.total_s),
-            _check(not run.timed_out and not run.stalled),
+            check(not run.timed_out and not run.stalled),
         ),
         ("recipients/s (total)", f"{run.recipients_per_s:,.0f}", ""),
         ("multicasts accepted (+ pushes)", f"{run.multicasts_accepted:,} (+ {run.pushes_accepted:,})", ""),
@@ -591,21 +439,21 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
         (
             "max multicasts in any 1 s window",
             f"{run.max_in_window} (limit {MULTICAST_LIMIT})",
-            _check(run.max_in_window <= MULTICAST_LIMIT),
+            check(run.max_in_window <= MULTICAST_LIMIT),
         ),
         (
             "usage / quota (overshoot)",
             f"{run.usage:,} / {run.quota:,} ({run.overshoot:,})",
-            _check(not run.overshoot),
+            check(not run.overshoot),
         ),
         (
             "delivered / missing / not in segment",
             f"{run.delivered:,} / {run.missing:,} / {run.unexpected:,}",
-            _check(run.delivered == run.members and not run.missing and not run.unexpected),
+            check(run.delivered == run.members and not run.missing and not run.unexpected),
         ),
-        ("duplicates", f"{run.duplicates:,}", _check(not run.duplicates)),
-        ("blocked members reached", f"{run.blocked_reached:,}", _check(not run.blocked_reached)),
-        ("untagged members reached", f"{run.untagged_reached:,}", _check(not run.untagged_reached)),
+        ("duplicates", f"{run.duplicates:,}", check(not run.duplicates)),
+        ("blocked members reached", f"{run.blocked_reached:,}", check(not run.blocked_reached)),
+        ("untagged members reached", f"{run.untagged_reached:,}", check(not run.untagged_reached)),
         (
             "sender's deliveries by state",
             ", ".join(
@@ -614,7 +462,7 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
             ),
             "",
         ),
-        ("CPU over the send, % of one core", cpu_text, ""),
+        ("CPU over the send, % of one core", cpu_text(run.cpu_s, run.total_s or 0.0), ""),
         ("FerretDB still busy after the send for", _s(run.ferretdb_busy_after_s), ""),
         (
             "segment query alone (find + sort)",
@@ -640,7 +488,7 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
                 f"baseline: {baseline.sample:,} sequential SDK pushes",
                 f"{baseline.seconds:,.1f} s = {baseline.recipients_per_s:,.0f} recipients/s "
                 f"({1000 * baseline.seconds / max(1, baseline.sample):.2f} ms each)",
-                _check(baseline.delivered == baseline.sample),
+                check(baseline.delivered == baseline.sample),
             ),
             ("ratio sender / baseline (recipients/s)", f"{ratio:,.1f}x", ""),
             (
@@ -649,17 +497,10 @@ def report(run: SenderRun, baseline: BaselineRun | None) -> str:
                 "",
             ),
         ]
-    widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    lines = [
-        f"{'figure'.ljust(widths[0])}  {'value'.ljust(widths[1])}  check",
-        "-" * (widths[0] + widths[1] + 9),
-    ]
-    lines += [f"{a.ljust(widths[0])}  {b.ljust(widths[1])}  {c}".rstrip() for a, b, c in rows]
-    lines.append(
-        f"machine: {os.cpu_count()} CPUs; the sender (this process), the emulator, FerretDB and Kafka "
-        "share it"
+    return (
+        table(rows) + f"\nmachine: {os.cpu_count()} CPUs; the sender (this process), the emulator, FerretDB "
+        "and Kafka share it"
     )
-    return "\n".join(lines)
 
 
 # --- the benchmark ----------------------------------------------------------------------------------------
@@ -669,14 +510,16 @@ async def test_segment_send_to_members_against_the_naive_baseline(
     kafka_bootstrap: str, mongodb_url: str, namespace: str, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
     rng = random.Random(42)
-    population = _user_ids(MEMBERS + BLOCKED + UNTAGGED, rng)
+    population = user_ids(MEMBERS + BLOCKED + UNTAGGED, rng)
     members = population[:MEMBERS]
     blocked = population[MEMBERS : MEMBERS + BLOCKED]
     untagged = population[MEMBERS + BLOCKED :]
     run = SenderRun(MEMBERS, BLOCKED, UNTAGGED)
     baseline: BaselineRun | None = None
     print(f"\nsender benchmark: {MEMBERS:,} members, baseline sample {BASELINE_SAMPLE:,}", flush=True)
-    async with running_emulator() as emulator:
+    async with running_emulator(
+        (CHANNEL, BASELINE_CHANNEL, WARM_UP_CHANNEL), "sender-bench-emulator.log"
+    ) as emulator:
         try:
             await emulator.write("PUT", f"/channels/{CHANNEL}/quota", {"type": "limited", "value": MEMBERS})
             await emulator.write("POST", f"/channels/{CHANNEL}/block", {"userIds": blocked})
@@ -701,7 +544,13 @@ async def test_segment_send_to_members_against_the_naive_baseline(
             run.ferretdb_busy_after_s = await _wait_until_idle(cpu.pids["ferretdb"])
             await time_segment_resolution(run, store)
             await time_member_change(run, store, members)
-            baseline = await run_baseline(emulator, members[:BASELINE_SAMPLE])
+            baseline = await run_baseline(
+                emulator,
+                members[:BASELINE_SAMPLE],
+                channel=BASELINE_CHANNEL,
+                warm_up_channel=WARM_UP_CHANNEL,
+                text=TEXT,
+            )
         finally:
             print("\n" + report(run, baseline), flush=True)
             CACHE.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench.common import CpuClock, percentile, user_ids
 from tagline_contracts import topics
 from tagline_ingest.domain.normalize import normalize, parse_body
 from tagline_platform.kafka import PRODUCER_CONFIG, ensure_topics
@@ -59,7 +60,7 @@ from tagline_tagger.adapters.mongo import TaggerStore
 from tagline_tagger.domain.rules import Rule, RuleSpec
 from tagline_tagger.jobs import rule_to_doc
 from tagline_testing.envvars import env_float, env_int
-from tagline_testing.processes import cpu_seconds, free_port, listener_pid
+from tagline_testing.processes import free_port, listener_pid
 from tagline_testing.waiting import eventually
 from tagline_testing.webhook import WebhookBuilder
 
@@ -157,13 +158,6 @@ class Record:
     value: bytes
     member: str  # channel:userId, the member document's _id
     timestamp_ms: int  # the LINE event's timestamp (the member's last_interaction_at once applied)
-
-
-def _user_ids(count: int, rng: random.Random) -> list[str]:
-    ids: set[str] = set()
-    while len(ids) < count:
-        ids.add(f"U{rng.getrandbits(128):032x}")
-    return sorted(ids)
 
 
 class LoadMaker:
@@ -379,10 +373,7 @@ class Lag:
     lags_ms: list[float] = field(default_factory=list)
 
     def pct(self, q: float) -> float | None:
-        if not self.lags_ms:
-            return None
-        ordered = sorted(self.lags_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.lags_ms, q)
 
 
 @dataclass
@@ -409,16 +400,6 @@ class Checks:
     invalid: float = 0.0
     ran: bool = False
     failures: list[str] = field(default_factory=list)
-
-
-class CpuClock:
-    """CPU seconds so far of the processes that share the machine (None when unknown)."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        self.pids = pids
-
-    def read(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
 async def measure_drain(drain: Drain, client: httpx.AsyncClient, cpu: CpuClock, tagger: Process) -> None:
@@ -903,7 +884,7 @@ async def test_tagger_drains_a_backlog_against_the_one_event_one_write_baseline(
         namespace,
         {"ferretdb": listener_pid(mongodb_url), "kafka": listener_pid(kafka_bootstrap)},
     )
-    maker = LoadMaker(_user_ids(USERS, random.Random(2007)), seed=2007)
+    maker = LoadMaker(user_ids(USERS, random.Random(2007)), seed=2007)
     started = time.perf_counter()
     backlog = maker.records(EVENTS)
     print(
