@@ -6,19 +6,17 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from tagline_platform.errors import TaglineError
-
-T = TypeVar("T")
 
 
 def create_mongo_client(
@@ -56,35 +54,18 @@ class HotQuery:
     purpose: str
 
 
-BULK_CHUNK = 10
-"""Most statements per ``bulk_write`` command. FerretDB 1.24 keeps one SQLite connection per statement that
-matched an existing document until the whole command ends, and a database has 100 (shared by every client):
-when they run out, the command waits forever while holding a lock every other client needs, and the whole
-server stops answering. One command of 100 such statements hangs it, and so do three clients writing chunks
-of 50 at the same moment; chunks of 10 leave room for about nine concurrent writers per database, at no
-measurable cost (FerretDB applies the statements one by one anyway)."""
-
-
-def chunked(ops: Sequence[T], size: int = BULK_CHUNK) -> Iterator[Sequence[T]]:
-    """``ops`` in consecutive slices of at most ``size``: one ``bulk_write`` each (see :data:`BULK_CHUNK`)."""
-    for start in range(0, len(ops), size):
-        yield ops[start : start + size]
-
-
 class LockTimeout(TaglineError):
     """A :class:`DocumentLock` could not be taken in time."""
 
 
 class DocumentLock:
-    """A short mutual-exclusion lock over one logical record, safe on FerretDB.
+    """A short mutual-exclusion lock over one logical record: an insert of ``{_id: name}`` into ``locks``
+    (atomic on every server: the unique ``_id``), removed on release; a lock older than ``stale_after_s``
+    (its holder crashed) is taken over.
 
-    FerretDB 1.x applies ``update_one`` / ``find_one_and_update`` as read-modify-write without isolation:
-    two concurrent conditional updates of one document can both succeed (measured: 60 racing
-    ``$inc``-with-predicate updates on a counter of 50 took 125). Inserting a document with a unique ``_id``
-    *is* atomic there (SQLite's primary key), so this lock is an insert of ``{_id: name}`` into ``locks``,
-    removed on release. A lock older than ``stale_after_s`` (its holder crashed) is taken over.
-
-    Use it around read-check-write sequences whose correctness depends on atomicity (quota reservations).
+    Conditional updates are atomic on the embedded server now (the project's FerretDB patches, checked by
+    ``tests/storage``), so a single record needs no lock: use a conditional ``update_one``. This lock is for
+    a sequence of several writes that must not interleave with another writer's (liveshop's session batch).
     """
 
     def __init__(

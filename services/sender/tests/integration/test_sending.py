@@ -184,7 +184,7 @@ async def test_quota_is_never_exceeded_by_three_racing_instances(
                 {**request(f"q-{i}", {"kind": "users", "user_ids": ids}), "category": "marketing"}
             )
         await eventually(
-            lambda: _deferred_count(a, 22), timeout_s=30, what="marketing sends beyond the headroom deferred"
+            lambda: _deferred_count(a, 22), timeout_s=90, what="marketing sends beyond the headroom deferred"
         )
         assert line.emu.usage(CHANNEL) == 40  # 8 multicasts of 5; the last 10 messages are headroom
         for i in range(2):
