@@ -276,14 +276,22 @@ async def test_an_unordered_bulk_insert_with_one_duplicate_reports_exactly_that_
 
 
 async def test_unordered_version_guarded_upserts_report_exactly_the_stale_one(
-    mongo_db: AsyncDatabase[Doc],
+    mongo_db: AsyncDatabase[Doc], is_ferretdb: bool, request: pytest.FixtureRequest
 ) -> None:
     """The projection's bulk form: 1,000 ``{_id, version: {$lt: 2}}`` upserts, one of them for a member
     stored at version 5, which is the only error (a duplicate key) and stays at 5; the other 999 apply.
 
     (FerretDB 1.24 ignores ``ordered`` in ``update``: it stops at the first failing statement and answers
-    one write error at index 0 with no ``n``/``nModified``; the statements after the stale one are lost.)
+    one write error at index 0 with no ``n``/``nModified``; the statements after the stale one are lost.
+    Not patched yet; strict, so it fails the day the server is fixed. The services do not depend on it: the
+    sender's projection falls back to one statement at a time when a bulk reply is incomplete.)
     """
+    if is_ferretdb:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="FerretDB 1.24 ignores ordered=False in update (issue 2612)"
+            )
+        )
     await mongo_db.members.insert_one({"_id": "C1:U0500", "version": 5})
     ops = [
         UpdateOne({"_id": f"C1:U{i:04d}", "version": {"$lt": 2}}, {"$set": {"version": 2}}, upsert=True)
