@@ -358,13 +358,19 @@ async def running_emulator(
                 await asyncio.sleep(0.2)
             yield emulator
         finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 20)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+            await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout_s: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; returns once it is reaped."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 # --- services as deployed ---------------------------------------------------------------------------------

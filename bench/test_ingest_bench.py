@@ -34,6 +34,7 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.common import stop_process
 from tagline_contracts import topics
 from tagline_contracts.envelope import new_event_id
 from tagline_platform.kafka import ensure_topics
@@ -206,13 +207,7 @@ async def running_server(kind: str, kafka_bootstrap: str, namespace: str) -> Asy
         await _wait_ready(server)
         yield server
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
 
 
 async def _wait_ready(server: Server, timeout_s: float = 60.0) -> None:
