@@ -54,6 +54,12 @@ class HotQuery:
     purpose: str
 
 
+def utc_minute(moment: datetime) -> datetime:
+    """``moment`` in UTC, floored to its minute: the time bucket that turns "due by now" (a range, a full
+    scan) into indexed equalities, one per minute (the journeys' due slots, the tagger's expiry buckets)."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
 class LockTimeout(TaglineError):
     """A :class:`DocumentLock` could not be taken in time."""
 

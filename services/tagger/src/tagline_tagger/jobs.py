@@ -30,6 +30,7 @@ from tagline_contracts.attributes import (
 from tagline_contracts.members import FollowState
 from tagline_contracts.sending import SendOutcome, SendResulted
 from tagline_platform.kafka import Outgoing
+from tagline_platform.mongo import utc_minute
 from tagline_tagger.adapters.mongo import EXPIRY_BUCKET_FORMAT, TaggerStore, expiry_bucket
 from tagline_tagger.domain.activity import Activity, ActivityKind
 from tagline_tagger.domain.member import member_key
@@ -233,10 +234,6 @@ MAX_SWEEP_BUCKETS = 1_440
 """Minutes one sweep catches up on per channel (a day; after a longer stop, the next sweeps go on)."""
 
 
-def minute(at: datetime) -> datetime:
-    return at.replace(second=0, microsecond=0)
-
-
 class Sweeper:
     """Members whose tags expired but who did nothing since get an empty ``MemberUpdated``: applying it
     removes the expired tags (and publishes the change), done by the member's owner like any other input.
@@ -269,8 +266,8 @@ class Sweeper:
         if first is None:
             return 0  # no member counted yet: nothing can expire
         stamp = now.strftime("%Y%m%dT%H%M")
-        last = min(minute(now), first + timedelta(minutes=MAX_SWEEP_BUCKETS - 1))
-        finished = min(last, minute(now - SWEEP_SETTLE))
+        last = min(utc_minute(now), first + timedelta(minutes=MAX_SWEEP_BUCKETS - 1))
+        finished = min(last, utc_minute(now - SWEEP_SETTLE))
         batch: list[Outgoing] = []
         swept = 0
         at = first
@@ -309,7 +306,7 @@ class Sweeper:
         if through is not None:
             return datetime.strptime(through, EXPIRY_BUCKET_FORMAT).replace(tzinfo=UTC) + timedelta(minutes=1)
         since = (await self._store.load_counts(channel_id)).since
-        return None if since is None else minute(since.astimezone(UTC))
+        return None if since is None else utc_minute(since)
 
 
 @dataclass(frozen=True)

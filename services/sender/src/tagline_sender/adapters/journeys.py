@@ -29,7 +29,7 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from tagline_platform.mongo import HotQuery
+from tagline_platform.mongo import HotQuery, utc_minute
 
 Doc = dict[str, Any]
 
@@ -95,13 +95,9 @@ def enrollment_id(journey_id: str, user_id: str) -> str:
     return f"{journey_id}:{user_id}"
 
 
-def _minute(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(second=0, microsecond=0)
-
-
 def due_slot(next_due_at: datetime, now: datetime) -> str:
     """The minute an enrollment due at ``next_due_at`` is looked for in (never one before ``now``'s)."""
-    return max(_minute(next_due_at), _minute(now)).strftime(SLOT_FORMAT)
+    return max(utc_minute(next_due_at), utc_minute(now)).strftime(SLOT_FORMAT)
 
 
 def _parse_slot(slot: str) -> datetime:
@@ -281,7 +277,7 @@ class JourneyStore:
         or beyond ``limit``) stops it moving until a later walk finds it empty.
         """
         start = await self._cursor(now)
-        end, safe = _minute(now), _minute(now - CLOCK_SKEW)
+        end, safe = utc_minute(now), utc_minute(now - CLOCK_SKEW)
         found: list[Doc] = []
         advance_to: datetime | None = None
         empty_so_far = True
@@ -319,7 +315,7 @@ class JourneyStore:
         once), and the cursor starts before the earliest."""
         doc = await self.due.find_one({"_id": CURSOR})
         if doc is None:
-            earliest = _minute(now - CLOCK_SKEW)
+            earliest = utc_minute(now - CLOCK_SKEW)
             backfill: list[UpdateOne] = []
             async for found in self.enrollments.find({"state": ACTIVE}):
                 if found.get("next_due_at") is None:
