@@ -144,15 +144,16 @@ class RefuseNul:
         where = _nul_in_target(scope)
         messages: list[Message] = []
         if where is None and scope["method"] in {"POST", "PUT", "PATCH", "DELETE"}:
-            body = b""
+            chunks: list[bytes] = []
             while True:
                 message = await receive()
                 messages.append(message)
                 if message["type"] != "http.request":
                     break
-                body += message.get("body", b"")
+                chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
+            body = b"".join(chunks)
             if b"\\u0000" in body and _is_json(scope):
                 try:
                     found = find_nul(json.loads(body))
