@@ -61,6 +61,13 @@ class ReplyContext(Contract):
 
     token: str = Field(min_length=1)
     received_at: AwareDatetime
+    sole: bool = Field(
+        default=False,
+        description="The publisher is the only answer to this event (the welcome message to a follow: no "
+        "other service replies to follows), so the sender replies at once instead of waiting the gather "
+        "window (TAGLINE_SENDER_REPLY_GATHER_MS) for other answers to join. A request for the same token "
+        "that comes later is late: it fails and is never pushed.",
+    )
 
 
 class SendMessages(Contract):

@@ -188,7 +188,12 @@ class Planner:
             delivery,
             batch,
             reply_group_id(delivery["channel_id"], reply.token),
-            gather_until(self._clock(), reply.received_at, self._reply_gather, self._reply_ttl),
+            gather_until(
+                self._clock(),
+                reply.received_at,
+                timedelta(0) if reply.sole else self._reply_gather,
+                self._reply_ttl,
+            ),
         )
 
     async def _planned_nothing(  # noqa: PLR0917 - private

@@ -84,7 +84,9 @@ class Welcomer:
             category=SendCategory.TRANSACTIONAL,
             messages=messages,
             target=target,
-            reply=ReplyContext(token=event.reply_token, received_at=envelope.produced_at),
+            # sole: only this program answers a follow (keyword rules and chat orders answer messages), so the
+            # reply need not wait the gather window for other answers
+            reply=ReplyContext(token=event.reply_token, received_at=envelope.produced_at, sole=True),
             expires_at=envelope.produced_at + self._reply_ttl,
             labels={"source": "welcome", "unblocked": str(event.follow.is_unblocked).lower()},
         )

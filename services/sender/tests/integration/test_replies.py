@@ -286,3 +286,25 @@ async def test_the_estimate_shows_the_fallback_and_what_a_failing_token_would_co
         expected["billable_messages"],
     )
     assert push["method"] == "push" and push["if_reply_fails"] is None
+
+
+async def test_the_only_answer_to_an_event_does_not_wait_the_gather_window(
+    start_sender: Any, publish: Any, line: Any, eventually: Eventually, kafka_bootstrap: str, namespace: str
+) -> None:
+    # a window far longer than the wait below: only a reply sent without it can arrive in time
+    token = line.emu.issue_reply_token(CHANNEL, "U1")
+    async with start_sender(reply_gather_ms=10_000):
+        request = reply_request("welcome:ev1", token, texts("歡迎加入"))
+        request["reply"]["sole"] = True
+        await publish.send(request)
+        await eventually(
+            lambda: line.emu.count("reply") == 1, timeout_s=7, what="the sole reply, before the window"
+        )
+        late = reply_request("autoreply:ev1", token, texts("遲到"))
+        await publish.send(late)
+        by_key = await results(kafka_bootstrap, namespace, 2)
+    assert line.emu.received(CHANNEL, "U1") == {"歡迎加入": 1}
+    assert by_key["welcome:ev1"]["outcome"] == "accepted"
+    assert (
+        by_key["autoreply:ev1"]["outcome"] == "failed" and "never pushed" in by_key["autoreply:ev1"]["reason"]
+    )

@@ -54,6 +54,8 @@ async def test_follows_get_the_welcome_by_reply_once(
         for r in requests
     }
     assert texts == {"N1": "歡迎加入！", "B1": "歡迎回來！", "P1": "感謝使用 LINE Pay"}
+    # the only answer to a follow: replied at once, not after the gather window for other answers
+    assert {json.loads(r.value)["payload"]["reply"]["sole"] for r in requests} == {True}
     assert line.emu.deliveries(CHANNEL) == {"N1": 1, "B1": 1, "P1": 1}
 
 

@@ -9,7 +9,9 @@ into a **reply group** and sends them as one reply:
 
 * The group is named by the channel and a hash of the token (:func:`reply_group_id`).
 * The group is sent once no request has joined it for the gather window (``TAGLINE_SENDER_REPLY_GATHER_MS``,
-  :func:`gather_until`), so the other services' answers to the same event arrive first and join it.
+  :func:`gather_until`), so the other services' answers to the same event arrive first and join it. A request
+  whose publisher says it is the event's only answer (``ReplyContext.sole``: the welcome message, as no other
+  service answers a follow) is sent at once, with no window.
 * Its message objects are its requests' messages in arrival order. At most five fit (:func:`fit`): whole
   requests are taken in arrival order while they fit; a request whose messages no longer fit is left out and
   fails with :func:`over_limit_reason` (a request is never split, and never pushed instead).
